@@ -1,0 +1,90 @@
+"""Settings, read once from the environment when the app is created (never at import)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Mapping
+
+VERSION = "1.0.0"
+
+
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+
+
+def _integer(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _number(env, name, default)
+    if value != int(value):
+        raise ValueError(f"{name} must be a whole number, got {value!r}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Upstream model. With neither a key nor a base URL, the built-in offline model runs.
+    openai_api_key: str | None = None
+    openai_base_url: str | None = None
+    openai_model: str = "gpt-4o-mini"
+    upstream_connect_timeout_seconds: float = 10.0
+    upstream_idle_timeout_seconds: float = 60.0
+    upstream_max_retries: int = 2
+    offline_token_delay_ms: float = 25.0
+    # Streaming.
+    heartbeat_seconds: float = 15.0
+    send_timeout_seconds: float = 30.0
+    shutdown_grace_seconds: float = 5.0
+    # Input limits.
+    max_body_bytes: int = 256 * 1024
+    max_message_chars: int = 8000
+    max_scenario_bytes: int = 64 * 1024
+    max_scenario_depth: int = 32
+    max_history_turns: int = 50
+    max_history_bytes: int = 64 * 1024
+    # Abuse and access.
+    max_concurrent_streams: int = 100
+    rate_limit_per_minute: int = 60
+    max_output_tokens: int = 2048
+    app_access_token: str | None = field(default=None, repr=False)
+    allowed_origins: tuple[str, ...] = ()
+    frame_ancestors: str = "'self'"
+    log_level: str = "info"
+
+    @property
+    def provider(self) -> str:
+        """'offline' unless an OpenAI-compatible server is configured."""
+        if self.openai_api_key or self.openai_base_url:
+            return "openai-compatible"
+        return "offline"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        origins = tuple(o.strip() for o in env.get("ALLOWED_ORIGINS", "").split(",") if o.strip())
+        return cls(
+            openai_api_key=env.get("OPENAI_API_KEY") or None,
+            openai_base_url=env.get("OPENAI_BASE_URL") or None,
+            openai_model=env.get("OPENAI_MODEL") or cls.openai_model,
+            upstream_connect_timeout_seconds=_number(env, "UPSTREAM_CONNECT_TIMEOUT_SECONDS", cls.upstream_connect_timeout_seconds),
+            upstream_idle_timeout_seconds=_number(env, "UPSTREAM_IDLE_TIMEOUT_SECONDS", cls.upstream_idle_timeout_seconds),
+            upstream_max_retries=_integer(env, "UPSTREAM_MAX_RETRIES", cls.upstream_max_retries),
+            offline_token_delay_ms=_number(env, "OFFLINE_TOKEN_DELAY_MS", cls.offline_token_delay_ms),
+            heartbeat_seconds=_number(env, "HEARTBEAT_SECONDS", cls.heartbeat_seconds),
+            send_timeout_seconds=_number(env, "SEND_TIMEOUT_SECONDS", cls.send_timeout_seconds),
+            shutdown_grace_seconds=_number(env, "SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds),
+            max_body_bytes=_integer(env, "MAX_BODY_BYTES", cls.max_body_bytes),
+            max_message_chars=_integer(env, "MAX_MESSAGE_CHARS", cls.max_message_chars),
+            max_concurrent_streams=_integer(env, "MAX_CONCURRENT_STREAMS", cls.max_concurrent_streams),
+            rate_limit_per_minute=_integer(env, "RATE_LIMIT_PER_MINUTE", cls.rate_limit_per_minute),
+            max_output_tokens=_integer(env, "MAX_OUTPUT_TOKENS", cls.max_output_tokens),
+            app_access_token=env.get("APP_ACCESS_TOKEN") or None,
+            allowed_origins=origins,
+            frame_ancestors=env.get("FRAME_ANCESTORS") or cls.frame_ancestors,
+            log_level=(env.get("LOG_LEVEL") or cls.log_level).lower(),
+        )

@@ -1,0 +1,105 @@
+"""Server-Sent Events, both directions: encoding our frames, decoding the upstream's.
+
+Spec: https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation
+
+Decoding happens in two stages, like httpx-sse and openai-python:
+  1. `LineDecoder`: bytes -> lines. Lines end in CRLF, LF or CR.
+  2. `EventDecoder`: line -> event, dispatched on a blank line.
+Lines are split on bytes before UTF-8 decoding. CR and LF bytes never occur inside a
+multi-byte UTF-8 sequence, so a character split across two network reads is simply
+decoded once its line is complete, and no incremental decoder is needed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+# Compact and not ASCII-escaped: smaller frames. JSON escapes every control character,
+# CR and LF included, so the encoded data is always a single SSE line.
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+PING = b": ping\n\n"
+
+
+def encode(event: dict[str, Any]) -> bytes:
+    """One frame: `event: <type>\\ndata: <one-line JSON>\\n\\n`. The JSON carries the same type."""
+    return b"event: %s\ndata: %s\n\n" % (event["type"].encode(), _dumps(event).encode())
+
+
+@dataclass(frozen=True)
+class ServerSentEvent:
+    event: str = "message"
+    data: str = ""
+    id: str | None = None
+    retry: int | None = None
+
+
+class LineDecoder:
+    """Bytes to lines; a CR at the end of one chunk may be the first half of a CRLF."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._after_cr = False
+        self._first = True
+
+    def feed(self, chunk: bytes) -> list[str]:
+        if self._after_cr and chunk[:1] == b"\n":
+            chunk = chunk[1:]  # the LF of a CRLF whose CR ended the previous chunk
+        data = self._buffer + chunk
+        if not data:
+            return []
+        self._after_cr = data[-1:] == b"\r"
+        if b"\r" in data:
+            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        lines = data.split(b"\n")
+        self._buffer = lines.pop()
+        if self._first and lines:
+            self._first = False
+            if lines[0].startswith(b"\xef\xbb\xbf"):  # the spec drops one leading BOM
+                lines[0] = lines[0][3:]
+        return [line.decode("utf-8", "replace") for line in lines]
+
+    def flush(self) -> list[str]:
+        """End of stream: an unterminated last line is still a line."""
+        rest, self._buffer = self._buffer, b""
+        return [rest.decode("utf-8", "replace")] if rest else []
+
+
+class EventDecoder:
+    """Lines to events. Returns an event on the blank line that ends it, else None."""
+
+    def __init__(self) -> None:
+        self._event = ""
+        self._data: list[str] = []
+        self._id: str | None = None
+        self._last_id: str | None = None
+        self._retry: int | None = None
+
+    def decode(self, line: str) -> ServerSentEvent | None:
+        if not line:
+            # Blank line: dispatch. The spec skips events with an empty data buffer.
+            if not self._data:
+                self._event, self._retry = "", None
+                return None
+            event = ServerSentEvent(self._event or "message", "\n".join(self._data), self._last_id, self._retry)
+            self._event, self._data, self._retry = "", [], None
+            return event
+        if line[0] == ":":
+            return None  # a comment, such as a heartbeat
+        name, colon, value = line.partition(":")
+        if colon and value[:1] == " ":
+            value = value[1:]  # exactly one leading space is part of the syntax
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        elif name == "id":
+            if "\0" not in value:
+                self._last_id = value
+        elif name == "retry":
+            if value.isdigit():
+                self._retry = int(value)
+        # Any other field name is ignored, as the spec says.
+        return None

@@ -1,0 +1,227 @@
+"""scenario-agent: a Starlette app that streams an LLM's tokens about scenarios as they arrive.
+
+Routes
+    POST /api/agent/scenario/stream         text/event-stream of the run's events
+    POST /api/agent/scenario                the same events, drained into one JSON object
+    GET  /api/agent/scenario/stream/health  status, provider, model, active streams, version
+    GET  /openapi.json                      the hand-kept API description (docs/openapi.json)
+    GET  /                                  the page (static/)
+
+`uvicorn app:app` serves `app`, built from the environment by `create_app()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+import uuid
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import AsyncIterator
+
+import httpx
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from agent.config import VERSION, Settings
+from agent.llm import Model, OpenAICompatible
+from agent.request import InvalidRequest, parse_request
+from agent.run import Run
+from web import logs
+from web.body import read_json
+from web.errors import ApiError, error_response
+from web.gate import Gate
+from web.limits import RateLimiter
+from web.stream import BufferedRunResponse, EventStreamResponse, Outcome
+
+ROOT = Path(__file__).resolve().parent
+log = logging.getLogger("scenario_agent")
+
+
+class Service:
+    """The app's state and its agent endpoints. One per app; nothing global."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.model: Model | None = None
+        self.http: httpx.AsyncClient | None = None
+        self.active_streams = 0
+        self.limiter = RateLimiter(settings.rate_limit_per_minute)
+        self.shutdown = asyncio.Event()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        s = self.settings
+        logs.configure(s.log_level)
+        if s.provider == "offline":
+            from agent.offline import OfflineModel  # only loaded when it is the model
+
+            self.model = OfflineModel(s.offline_token_delay_ms)
+        else:
+            # One pooled client for every upstream request; timeouts are set per request by the SDK.
+            self.http = httpx.AsyncClient(limits=httpx.Limits(max_connections=None, max_keepalive_connections=100, keepalive_expiry=30))
+            self.model = OpenAICompatible(s, self.http)
+            if not s.app_access_token:
+                log.warning("A real model is configured and APP_ACCESS_TOKEN is not set: anyone who can reach this server can spend the model budget.")
+        self._watch_signals(asyncio.get_running_loop())
+        log.info({"message": "started", "provider": self.model.provider, "model": self.model.model, "version": VERSION})
+        try:
+            yield
+        finally:
+            self.shutdown.set()
+            if self.http is not None:
+                await self.http.aclose()
+
+    def _watch_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On SIGTERM/SIGINT, tell open streams to finish with `server_shutdown`.
+
+        uvicorn, on SIGTERM, stops accepting and then waits for open responses to end
+        before it runs the lifespan shutdown, so the lifespan is too late to tell them.
+        We chain onto the handler uvicorn installed (which still runs, and still
+        re-raises the signal at exit). Only possible in the main thread.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous = signal.getsignal(sig)
+
+            def handler(signum: int, frame: object, previous: object = previous) -> None:
+                loop.call_soon_threadsafe(self.shutdown.set)
+                if callable(previous):
+                    previous(signum, frame)
+
+            signal.signal(sig, handler)
+
+    # -- endpoints -------------------------------------------------------------------------
+
+    async def stream(self, request: Request) -> EventStreamResponse:
+        run = await self._admit(request)
+        s = self.settings
+        return EventStreamResponse(
+            run,
+            heartbeat=s.heartbeat_seconds,
+            send_timeout=s.send_timeout_seconds,
+            grace=s.shutdown_grace_seconds,
+            shutdown=self.shutdown,
+            on_close=lambda outcome: self._release(request, run, outcome),
+        )
+
+    async def buffered(self, request: Request) -> BufferedRunResponse:
+        run = await self._admit(request)
+        return BufferedRunResponse(run, shutdown=self.shutdown, on_close=lambda outcome: self._release(request, run, outcome))
+
+    async def health(self, request: Request) -> JSONResponse:
+        assert self.model is not None
+        return JSONResponse(
+            {
+                "status": "shutting_down" if self.shutdown.is_set() else "ok",
+                "provider": self.model.provider,
+                "model": self.model.model,
+                "active_streams": self.active_streams,
+                "version": VERSION,
+            }
+        )
+
+    async def _admit(self, request: Request) -> Run:
+        """Checks in order of cost: shutdown, rate, capacity, then the body. Raises ApiError."""
+        s = self.settings
+        if self.shutdown.is_set():
+            raise ApiError(503, "server_shutdown", "The server is restarting. Try again in a few seconds.", {"retry-after": "2"})
+        client = request.client.host if request.client else "unknown"
+        wait = self.limiter.check(client)
+        if wait:
+            raise ApiError(429, "rate_limited", f"Too many requests: at most {s.rate_limit_per_minute} a minute. Try again in {wait} s.", {"retry-after": str(wait)})
+        if self.active_streams >= s.max_concurrent_streams:
+            raise ApiError(503, "too_many_streams", "The server is at its limit of open streams. Try again shortly.", {"retry-after": "5"})
+        # Counted before the body is read, so requests reading their bodies at the same
+        # time cannot all pass the check above.
+        self.active_streams += 1
+        try:
+            body = await read_json(request, s.max_body_bytes)
+            agent_request = parse_request(body, s)
+        except InvalidRequest as exc:
+            self.active_streams -= 1
+            raise ApiError(422, exc.code, exc.message, field=exc.field) from None
+        except BaseException:
+            self.active_streams -= 1
+            raise
+        assert self.model is not None
+        request_id = request.scope["state"].get("request_id") or uuid.uuid4().hex[:16]
+        return Run(agent_request, self.model, request_id, s.max_output_tokens)
+
+    def _release(self, request: Request, run: Run, outcome: str) -> None:
+        self.active_streams -= 1
+        summary = run.summary()
+        summary["client_disconnected"] = outcome == Outcome.DISCONNECTED
+        summary["outcome"] = outcome
+        request.scope["state"]["run_summary"] = summary
+
+
+def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if not request.url.path.startswith("/api/"):
+        return PlainTextResponse(exc.detail, status_code=exc.status_code, headers=exc.headers)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return error_response(exc.status_code, {"code": code, "message": f"{exc.detail}: {request.method} {request.url.path}"}, exc.headers)
+
+
+def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return exc.response()
+
+
+async def _openapi(request: Request) -> Response:
+    return FileResponse(ROOT / "docs" / "openapi.json", media_type="application/json")
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or Settings.from_env()
+    service = Service(settings)
+    api = [
+        Route("/agent/scenario/stream", service.stream, methods=["POST"]),
+        Route("/agent/scenario", service.buffered, methods=["POST"]),
+        Route("/agent/scenario/stream/health", service.health, methods=["GET"]),
+    ]
+    routes = [
+        Mount("/api", routes=api),
+        Route("/openapi.json", _openapi, methods=["GET"]),
+        Mount("/", StaticFiles(directory=ROOT / "static", html=True)),
+    ]
+    middleware = []
+    if settings.allowed_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.allowed_origins),
+                allow_methods=["GET", "POST"],
+                allow_headers=["authorization", "content-type"],
+                expose_headers=["x-request-id"],
+            )
+        )
+    middleware.append(Middleware(Gate, access_token=settings.app_access_token, frame_ancestors=settings.frame_ancestors))
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers={HTTPException: _http_error, ApiError: _api_error},
+        lifespan=service.lifespan,
+    )
+    app.state.service = service
+    return app
+
+
+def __getattr__(name: str) -> Starlette:
+    # `uvicorn app:app` looks up `app`; building it on first access keeps importing this
+    # module free of side effects (tests build their own apps with create_app).
+    if name == "app":
+        return create_app()
+    raise AttributeError(name)

@@ -1,0 +1,272 @@
+"""A fake OpenAI-compatible model server on loopback, speaking the real wire format.
+
+    with FakeUpstream() as fake:
+        fake.push(Plan(tokens=["Hel", "lo"], interval_ms=50))       # the next request
+        fake.push(Plan(status=429, headers={"retry-after": "3"}))   # the one after
+        ... point the app at fake.base_url ...
+        fake.open_streams, fake.disconnects, fake.requests
+
+It is a small raw HTTP/1.1 server (asyncio, in its own thread) so that every fault can
+be produced exactly: resets, stalls, malformed chunks, bodies without `[DONE]`.
+Requests with no plan pushed get `default` (two tokens, no delay).
+
+When requests run concurrently, a queue cannot say which request gets which plan:
+set `fake.selector` to a function of the request body returning a Plan (or None to
+fall back to the queue and the default), e.g. one that reads a marker in the user's
+message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import struct
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+
+@dataclass
+class Plan:
+    tokens: list[str] = field(default_factory=lambda: ["Hello", " from", " the", " fake", " model."])
+    interval_ms: float = 0.0
+    first_delay_ms: float = 0.0  # before the first token (after the headers)
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    # None, "reset" (RST after fault_after tokens), "stall" (silence after fault_after tokens),
+    # "malformed" (a line that is not JSON), "missing_fields" (a chunk without choices),
+    # "no_done" (end the body without [DONE]), "error_payload" (an {"error": ...} chunk),
+    # "refuse" (close the connection before answering).
+    fault: str | None = None
+    fault_after: int = 0
+    usage: bool = True
+    finish_reason: str = "stop"
+    # Echo the request's Authorization header in error bodies and error payloads, as real
+    # servers do ("Incorrect API key provided: sk-...") - for tests that the key never leaks.
+    echo_auth: bool = False
+
+
+def chunk(content: str | None = None, finish_reason: str | None = None, role: bool = False) -> dict:
+    delta: dict = {}
+    if role:
+        delta["role"] = "assistant"
+    if content is not None:
+        delta["content"] = content
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "fake-model",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+    }
+
+
+class FakeUpstream:
+    def __init__(self, default: Plan | None = None) -> None:
+        self.default = default or Plan()
+        self.plans: deque[Plan] = deque()
+        self.requests: list[dict] = []
+        self.request_headers: list[dict[str, str]] = []
+        self.open_streams = 0
+        self.open_connections = 0
+        self.disconnects: list[float] = []  # time.monotonic() when a client left mid-answer
+        self.emitted: list[tuple[float, str]] = []  # (time.monotonic(), token) for every token sent
+        self.bytes_sent = 0  # body bytes written to answer streams
+        self.selector: Callable[[dict], Plan | None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+
+    # -- control ----------------------------------------------------------------------------
+
+    def push(self, *plans: Plan) -> None:
+        self.plans.extend(plans)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def wait_idle(self, timeout: float = 5.0) -> bool:
+        """True once no stream is open (within timeout)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.open_streams == 0:
+                return True
+            time.sleep(0.01)
+        return self.open_streams == 0
+
+    def __enter__(self) -> "FakeUpstream":
+        ready = threading.Event()
+
+        def serve() -> None:
+            self._loop = asyncio.new_event_loop()
+            self._server = self._loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", 0))
+            self.port = self._server.sockets[0].getsockname()[1]
+            ready.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=serve, daemon=True, name="fake-upstream")
+        self._thread.start()
+        ready.wait(5)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._loop and self._server
+        self._loop.call_soon_threadsafe(self._server.close)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread:
+            self._thread.join(5)
+
+    # -- server -----------------------------------------------------------------------------
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.open_connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                method, path, _ = lines[0].split(" ", 2)
+                headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+                body = await reader.readexactly(int(headers.get("content-length", "0")))
+                if path.endswith("/chat/completions") and method == "POST":
+                    if not await self._completion(json.loads(body or b"{}"), headers, reader, writer):
+                        return
+                else:
+                    writer.write(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
+                    await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            self.open_connections -= 1
+            writer.close()
+
+    async def _completion(self, request: dict, headers: dict[str, str], reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        """Answer one request; False when the connection must not be reused."""
+        self.requests.append(request)
+        self.request_headers.append(headers)
+        plan = self.selector(request) if self.selector is not None else None
+        if plan is None:
+            plan = self.plans.popleft() if self.plans else self.default
+        auth = headers.get("authorization", "")
+        if plan.fault == "refuse":
+            _reset(writer)
+            return False
+        if plan.status != 200:
+            message = f"fake error {plan.status}" + (f": Incorrect API key provided: {auth}" if plan.echo_auth else "")
+            body = json.dumps({"error": {"message": message, "type": "fake", "code": plan.status}}).encode()
+            extra = "".join(f"{k}: {v}\r\n" for k, v in plan.headers.items())
+            writer.write(
+                f"HTTP/1.1 {plan.status} Error\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n{extra}\r\n".encode() + body
+            )
+            await writer.drain()
+            return True
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n")
+        self.open_streams += 1
+        gone = asyncio.Event()
+        watcher = asyncio.create_task(_watch_eof(reader, gone))
+        try:
+            return await self._stream(plan, writer, gone, auth)
+        except ConnectionError:
+            # A write failed: the client went away while the answer was being sent.
+            self.disconnects.append(time.monotonic())
+            return False
+        finally:
+            self.open_streams -= 1
+            watcher.cancel()
+            # Wait for the watcher to let go of the reader before the next request is read.
+            await asyncio.gather(watcher, return_exceptions=True)
+
+    async def _stream(self, plan: Plan, writer: asyncio.StreamWriter, gone: asyncio.Event, auth: str = "") -> bool:
+        def send_data(payload: str) -> None:
+            data = f"data: {payload}\n\n".encode()
+            self.bytes_sent += len(data)
+            writer.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+        send_data(json.dumps(chunk("", role=True)))
+        await writer.drain()
+        start = time.monotonic()
+        if plan.first_delay_ms and await _sleep_or_gone(plan.first_delay_ms / 1000, gone):
+            self.disconnects.append(time.monotonic())
+            return False
+        for index, token in enumerate(plan.tokens):
+            if plan.fault and index == plan.fault_after:
+                return await self._fault(plan, writer, send_data, gone, auth)
+            if index and plan.interval_ms:
+                # Absolute deadlines: pacing does not drift with scheduling delays.
+                if await _sleep_or_gone(start + index * plan.interval_ms / 1000 - time.monotonic(), gone):
+                    self.disconnects.append(time.monotonic())
+                    return False
+            if gone.is_set():
+                self.disconnects.append(time.monotonic())
+                return False
+            send_data(json.dumps(chunk(token), ensure_ascii=False))
+            self.emitted.append((time.monotonic(), token))
+            await writer.drain()
+        if plan.fault:
+            return await self._fault(plan, writer, send_data, gone, auth)
+        send_data(json.dumps(chunk(finish_reason=plan.finish_reason)))
+        if plan.usage:
+            n = len(plan.tokens)
+            send_data(json.dumps({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": n, "total_tokens": 7 + n}}))
+        send_data("[DONE]")
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        return True
+
+    async def _fault(self, plan: Plan, writer: asyncio.StreamWriter, send_data, gone: asyncio.Event, auth: str = "") -> bool:
+        if plan.fault == "reset":
+            _reset(writer)
+        elif plan.fault == "stall":
+            await gone.wait()  # silence until the client gives up
+            self.disconnects.append(time.monotonic())
+        elif plan.fault == "malformed":
+            send_data("{this is not json")
+            await writer.drain()
+            await _sleep_or_gone(5, gone)
+        elif plan.fault == "missing_fields":
+            send_data(json.dumps({"id": "x", "object": "chat.completion.chunk"}))
+            await writer.drain()
+            await _sleep_or_gone(5, gone)
+        elif plan.fault == "error_payload":
+            message = "overloaded" + (f" (key {auth})" if plan.echo_auth else "")
+            send_data(json.dumps({"error": {"message": message, "type": "server_error", "code": 500}}))
+            await writer.drain()
+            await _sleep_or_gone(5, gone)
+        elif plan.fault == "no_done":
+            send_data(json.dumps(chunk(finish_reason="stop")))
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+            return True
+        return False
+
+
+async def _watch_eof(reader: asyncio.StreamReader, gone: asyncio.Event) -> None:
+    try:
+        while await reader.read(1024):
+            pass
+    except ConnectionError:
+        pass
+    gone.set()
+
+
+async def _sleep_or_gone(seconds: float, gone: asyncio.Event) -> bool:
+    """Sleep, or return True early if the client went away."""
+    if seconds <= 0:
+        return gone.is_set()
+    try:
+        await asyncio.wait_for(gone.wait(), seconds)
+        return True
+    except asyncio.TimeoutError:
+        return False
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    """Close with a TCP RST, as a crashed server or a dropped proxy would."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()

@@ -1,0 +1,89 @@
+"""One end-to-end run per intent through the real server on the built-in offline model."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from tests.conftest import SAMPLES
+from tests.support.servers import BUFFERED_PATH, STREAM_PATH, parse_frames
+
+
+def sample(name: str) -> dict:
+    return json.loads((SAMPLES / f"{name}.json").read_text())
+
+
+def run(offline_app, body: dict) -> list[tuple[str, dict]]:
+    response = httpx.post(offline_app.url + STREAM_PATH, json=body, timeout=30)
+    assert response.status_code == 200
+    frames = [(k, d) for k, d in parse_frames(response.content) if k != "comment"]
+    assert frames[0][0] == "start" and frames[-1][0] == "done"
+    assert frames[0][1]["provider"] == "offline" and frames[0][1]["request_id"] == response.headers["x-request-id"]
+    assert not [d for k, d in frames if k == "error"]
+    return frames
+
+
+def text(frames, kind="chat") -> str:
+    return "".join(d["content"] for k, d in frames if k == kind)
+
+
+def test_health_names_the_offline_provider(offline_app):
+    health = offline_app.health()
+    assert health["status"] == "ok" and health["provider"] == "offline" and health["model"].startswith("offline")
+    assert set(health) == {"status", "provider", "model", "active_streams", "version"}
+
+
+def test_explain_streams_many_tokens_about_the_scenario(offline_app):
+    scenario = sample("hospital-ransomware")
+    frames = run(offline_app, {"message": "Explain this scenario", "scenario": scenario})
+    assert frames[0][1]["intent"] == "explain"
+    chats = [d for k, d in frames if k == "chat"]
+    assert len(chats) > 50
+    answer = text(frames)
+    assert scenario["title"] in answer
+    for role in scenario["roles"]:
+        assert role["name"] in answer
+
+
+def test_create_without_a_scenario_returns_a_new_one(offline_app):
+    frames = run(offline_app, {"message": "Create a scenario about a warehouse fire evacuation drill", "scenario": None})
+    assert frames[0][1]["intent"] == "create"
+    created = next(d for k, d in frames if k == "scenario")["scenario"]
+    assert "warehouse" in created["title"].lower()
+    assert created["roles"] and created["steps"] and created["objectives"]
+    assert json.loads(text(frames, "scenario_delta")) == created
+    assert "```" not in text(frames)
+
+
+def test_modify_renames_and_keeps_other_keys(offline_app):
+    scenario = sample("supplier-negotiation")
+    frames = run(offline_app, {"message": "Rename it to Blue Harbor Drill", "scenario": scenario, "mode": "modify"})
+    event = next(d for k, d in frames if k == "scenario")
+    assert event["scenario"]["title"] == "Blue Harbor Drill"
+    assert {"op": "replace", "path": "/title"} in event["changes"]
+    for key in scenario:
+        assert key in event["scenario"]
+    assert {k: v for k, v in event["scenario"].items() if k != "title"} == {k: v for k, v in scenario.items() if k != "title"}
+
+
+def test_chat_answers_about_the_scenario(offline_app):
+    scenario = sample("support-escalation")
+    frames = run(offline_app, {"message": "Who should I pick for the roles?", "scenario": scenario, "mode": "chat"})
+    assert frames[0][1]["intent"] == "chat"
+    assert "scenario" not in [k for k, _ in frames]
+    assert len(text(frames)) > 40
+
+
+@pytest.mark.parametrize("mode", ["explain", "chat", "modify", "create"])
+def test_buffered_gives_the_same_answer_as_the_stream(offline_app, mode):
+    body = {"message": "add objective Keep calm", "scenario": sample("hospital-ransomware"), "mode": mode}
+    streamed = run(offline_app, body)
+    response = httpx.post(offline_app.url + BUFFERED_PATH, json=body, timeout=30)
+    assert response.status_code == 200
+    result = response.json()
+    assert result["response"] == text(streamed)
+    assert result["intent"] == mode
+    scenario_events = [d for k, d in streamed if k == "scenario"]
+    assert result["scenario"] == (scenario_events[0]["scenario"] if scenario_events else None)

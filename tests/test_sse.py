@@ -1,0 +1,86 @@
+"""SSE encoding and the two-stage decoder (bytes -> lines -> events), with the WHATWG examples."""
+
+import json
+
+import pytest
+
+from agent.sse import PING, EventDecoder, LineDecoder, ServerSentEvent, encode
+
+
+def decode(chunks: list[bytes]) -> list[ServerSentEvent]:
+    lines, events, out = LineDecoder(), EventDecoder(), []
+    for chunk in chunks:
+        for line in lines.feed(chunk):
+            if (event := events.decode(line)) is not None:
+                out.append(event)
+    for line in lines.flush():
+        if (event := events.decode(line)) is not None:
+            out.append(event)
+    return out
+
+
+def test_encode_is_one_event_line_and_one_data_line_with_the_same_type():
+    frame = encode({"type": "chat", "content": "two\nlines\r\u2028 and é 😀", "streaming": True})
+    assert frame.endswith(b"\n\n")
+    lines = frame[:-2].split(b"\n")
+    assert lines[0] == b"event: chat"
+    assert len(lines) == 2 and lines[1].startswith(b"data: ")
+    data = json.loads(lines[1][6:])
+    assert data == {"type": "chat", "content": "two\nlines\r\u2028 and é 😀", "streaming": True}
+    assert "é".encode() in frame  # not \u-escaped: smaller frames
+
+
+def test_encoded_frames_round_trip_through_the_decoder():
+    events = [{"type": "start", "request_id": "r1"}, {"type": "chat", "content": "a\n\nb"}, {"type": "done"}]
+    raw = b"".join(encode(e) for e in events) + PING
+    decoded = decode([raw])
+    assert [(e.event, json.loads(e.data)) for e in decoded] == [(e["type"], e) for e in events]
+
+
+def test_whatwg_stock_example_multiline_data():
+    raw = b"data: YHOO\ndata: +2\ndata: 10\n\n"
+    assert decode([raw]) == [ServerSentEvent("message", "YHOO\n+2\n10")]
+
+
+def test_whatwg_comment_then_events_with_ids():
+    raw = b": test stream\n\ndata: first event\nid: 1\n\ndata:second event\nid\n\ndata:  third event\n\n"
+    events = decode([raw])
+    assert [e.data for e in events] == ["first event", "second event", " third event"]
+    assert [e.id for e in events] == ["1", "", ""]
+
+
+def test_whatwg_empty_data_fields():
+    raw = b"data\n\ndata\ndata\n\ndata:\n"
+    # The last block has no blank line after it, so it is never dispatched.
+    assert [e.data for e in decode([raw])] == ["", "\n"]
+
+
+def test_whatwg_space_after_colon_is_optional():
+    assert [e.data for e in decode([b"data:test\n\ndata: test\n\n"])] == ["test", "test"]
+
+
+def test_event_field_retry_and_unknown_fields():
+    events = decode([b"event: add\nretry: 300\nfoo: bar\ndata: x\n\nretry: soon\ndata: y\n\n"])
+    assert [(e.event, e.data, e.retry) for e in events] == [("add", "x", 300), ("message", "y", None)]
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n", b"\r"])
+def test_every_line_ending(newline):
+    raw = b"data: a" + newline + b"data: b" + newline + newline + b"data: c" + newline + newline
+    assert [e.data for e in decode([raw])] == ["a\nb", "c"]
+
+
+def test_crlf_split_between_chunks_is_one_line_end():
+    assert [e.data for e in decode([b"data: a\r", b"\n\r", b"\ndata: b\r\n\r\n"])] == ["a", "b"]
+
+
+def test_utf8_character_split_across_chunks_at_every_byte():
+    raw = 'data: {"content": "é€😀"}\n\n'.encode()
+    for cut in range(1, len(raw)):
+        for cut2 in range(cut, len(raw)):
+            events = decode([raw[:cut], raw[cut:cut2], raw[cut2:]])
+            assert [e.data for e in events] == ['{"content": "é€😀"}']
+
+
+def test_leading_bom_is_dropped_once():
+    assert [e.data for e in decode([b"\xef\xbb\xbfdata: x\n\n"])] == ["x"]

@@ -1,0 +1,193 @@
+"""Serving a run: as an event stream, or drained into one JSON object (the same events).
+
+Like Starlette's StreamingResponse, these are raw ASGI: `http.response.start`, then one
+`http.response.body` message per event, with a task listening for `http.disconnect`
+beside the writer. Unlike it, the stream also
+
+- sends `: ping` when nothing was written for HEARTBEAT_SECONDS (PaaS routers drop
+  idle streams),
+- gives up on a client that stops reading: a write stuck for SEND_TIMEOUT_SECONDS ends
+  the stream and releases the upstream,
+- on server shutdown, ends with `error` (server_shutdown) and `done`.
+
+Those three share one `_watch` task that wakes about once a second, so the per-token
+path is only: encode, stamp the time, send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, Awaitable, Callable
+
+from agent import errors
+from agent.run import Run
+from agent.sse import PING, encode
+from web.errors import AGENT_ERROR_STATUS
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+STREAM_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),  # nginx and some PaaS routers buffer otherwise
+]
+
+
+async def _wait_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _settle(tasks: set[asyncio.Task]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class Outcome:
+    COMPLETE, DISCONNECTED, SEND_TIMEOUT, SHUTDOWN = "complete", "disconnected", "send_timeout", "shutdown"
+
+
+class EventStreamResponse:
+    def __init__(self, run: Run, *, heartbeat: float, send_timeout: float, grace: float, shutdown: asyncio.Event, on_close: Callable[[str], None]) -> None:
+        self.run = run
+        self.heartbeat = heartbeat
+        self.send_timeout = send_timeout
+        self.grace = grace
+        self.shutdown = shutdown
+        self.on_close = on_close
+        self._send_started = 0.0  # loop time when the current write began; 0 when none is pending
+        self._last_write = 0.0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        outcome = Outcome.DISCONNECTED
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": STREAM_HEADERS})
+            self._last_write = asyncio.get_running_loop().time()
+            writer = asyncio.create_task(self._write_events(send))
+            listener = asyncio.create_task(_wait_disconnect(receive))
+            watcher = asyncio.create_task(self._watch(send))
+            done, _ = await asyncio.wait({writer, listener, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            if writer in done:
+                outcome = Outcome.COMPLETE
+            elif listener in done:
+                outcome = Outcome.DISCONNECTED
+            else:
+                outcome = watcher.result()
+                if outcome == Outcome.SHUTDOWN:
+                    self.run.stop_code = "server_shutdown"
+            await _settle({writer, listener, watcher} - done)
+            if outcome == Outcome.COMPLETE:
+                writer.result()  # re-raise a failure of the writer itself
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            elif outcome == Outcome.SHUTDOWN:
+                # Bounded by the grace period: a client that stopped reading cannot hold up the exit.
+                async with asyncio.timeout(self.grace):
+                    closing = b"".join(encode(e) for e in self.run.stop_events(errors.server_shutdown()))
+                    await send({"type": "http.response.body", "body": closing, "more_body": False})
+            # DISCONNECTED: nobody to write to. SEND_TIMEOUT: returning without completing makes
+            # uvicorn close the connection; the run and its upstream are already closed.
+        finally:
+            self.on_close(outcome)
+
+    async def _write_events(self, send: Send) -> None:
+        loop_time = asyncio.get_running_loop().time
+        events = self.run.events()
+        try:
+            async for event in events:
+                self._send_started = now = loop_time()
+                await send({"type": "http.response.body", "body": encode(event), "more_body": True})
+                self._send_started = 0.0
+                self._last_write = now
+        finally:
+            # Cancelled mid-send, the generator is suspended at a yield: close it so its
+            # finally releases the upstream now, not whenever it is garbage collected.
+            await events.aclose()
+
+    async def _watch(self, send: Send) -> str:
+        loop_time = asyncio.get_running_loop().time
+        tick = max(0.01, min(1.0, self.heartbeat / 2, self.send_timeout / 2))
+        while True:
+            try:
+                async with asyncio.timeout(tick):
+                    await self.shutdown.wait()
+                return Outcome.SHUTDOWN
+            except TimeoutError:
+                pass
+            now = loop_time()
+            if self._send_started:
+                if now - self._send_started > self.send_timeout:
+                    return Outcome.SEND_TIMEOUT
+            elif now - self._last_write >= self.heartbeat:
+                self._last_write = now
+                try:
+                    async with asyncio.timeout(self.send_timeout):
+                        await send({"type": "http.response.body", "body": PING, "more_body": True})
+                except TimeoutError:
+                    return Outcome.SEND_TIMEOUT
+
+
+async def collect(run: Run) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """Drain the run's events into the buffered answer: (status, body, headers)."""
+    parts: list[str] = []
+    result: dict[str, Any] = {"response": "", "intent": run.intent, "scenario": None, "changes": [], "usage": None}
+    error: dict[str, Any] | None = None
+    events = run.events()
+    try:
+        async for event in events:
+            kind = event["type"]
+            if kind == "chat":
+                parts.append(event["content"])
+            elif kind == "scenario":
+                result["scenario"], result["changes"] = event["scenario"], event["changes"]
+            elif kind == "error":
+                error = event
+            elif kind == "done":
+                result["usage"] = event["usage"]
+    finally:
+        await events.aclose()
+    result["response"] = "".join(parts)
+    if error is None:
+        return 200, result, {}
+    headers = {"retry-after": str(max(1, round(error["retry_after"])))} if error.get("retry_after") is not None else {}
+    return AGENT_ERROR_STATUS.get(error["code"], 502), {"error": error, "response": result["response"], "intent": run.intent}, headers
+
+
+class BufferedRunResponse:
+    """The buffered endpoint: the same run, collected; abandoned if the client leaves."""
+
+    def __init__(self, run: Run, *, shutdown: asyncio.Event, on_close: Callable[[str], None]) -> None:
+        self.run = run
+        self.shutdown = shutdown
+        self.on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        outcome = Outcome.DISCONNECTED
+        try:
+            collector = asyncio.create_task(collect(self.run))
+            listener = asyncio.create_task(_wait_disconnect(receive))
+            stopper = asyncio.create_task(self.shutdown.wait())
+            done, _ = await asyncio.wait({collector, listener, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if collector in done:
+                outcome = Outcome.COMPLETE
+            elif stopper in done:
+                outcome = Outcome.SHUTDOWN
+                self.run.stop_code = "server_shutdown"
+            await _settle({collector, listener, stopper} - done)
+            if outcome == Outcome.COMPLETE:
+                status, body, headers = collector.result()
+            elif outcome == Outcome.SHUTDOWN:
+                error = self.run.stop_events(errors.server_shutdown())[0]
+                status, body, headers = 503, {"error": error}, {"retry-after": "2"}
+            else:
+                return
+            payload = json.dumps(body, ensure_ascii=False).encode()
+            raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+            raw_headers += [(k.encode(), v.encode()) for k, v in headers.items()]
+            await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+            await send({"type": "http.response.body", "body": payload, "more_body": False})
+        finally:
+            self.on_close(outcome)
