@@ -52,7 +52,8 @@ _DIFFICULTY_SYNONYMS = {
 _DIFFICULTY_HINTS = (
     "As a beginner scenario it suits first-timers, and the facilitator can pause to coach.",
     "At intermediate level, participants should know the basics but will face real trade-offs.",
-    "As an advanced scenario it expects experienced participants and leaves little room for hesitation.",
+    "As an advanced scenario it expects experienced participants and leaves little room "
+    "for hesitation.",
 )
 
 _ORDINALS = {
@@ -227,7 +228,7 @@ def _title_case(text: str) -> str:
         elif any(ch.isupper() for ch in word[1:]):
             result.append(word)  # acronyms and brand names such as "HR" or "iPhone"
         else:
-            result.append(word[:1].upper() + word[1:])
+            result.append("-".join(part[:1].upper() + part[1:] for part in word.split("-")))
     return " ".join(result)
 
 
@@ -334,9 +335,8 @@ def _summarise(value: Any, depth: int = 0) -> str:
             separator = "; " if any("," in part for part in parts) else ", "
             extra = f" and {len(value) - 6} more" if len(value) > 6 else ""
             return separator.join(parts) + extra
-        names = [item for item in (_items([entry], "name") for entry in value) if item]
-        labels = [group[0].name for group in names if group[0].name][:5]
-        count = _plural(len(value), "entry").replace("entrys", "entries")
+        labels = [item.name for item in _items(value, "name") if item.name][:5]
+        count = "1 entry" if len(value) == 1 else f"{len(value)} entries"
         return f"{count}: {', '.join(labels)}" if labels and depth == 0 else count
     if isinstance(value, dict):
         if not value:
@@ -435,7 +435,8 @@ def _explain_steps(scenario: dict) -> str:
 def _explain_objectives(scenario: dict) -> str:
     objectives = _objectives(scenario)
     if not objectives:
-        return "No objectives are listed, so agree with the group what success looks like before you start."
+        return ("No objectives are listed, so agree with the group what success looks like "
+                "before you start.")
     lines = ["What success looks like (the objectives):"]
     lines += [f"- {_sentence(objective)}" for objective in objectives]
     return "\n".join(lines)
@@ -456,7 +457,7 @@ def _explain_closing(scenario: dict) -> str:
     return (
         "To run it, brief everyone on the setting, hand out the roles, walk through the steps "
         f"in order{start}, and debrief against the objectives. Ask me to change anything "
-        "(for example \"add a role Observer\" or \"make it harder\"), or ask about any role or step."
+        "(for example \"add a role Scribe\" or \"make it harder\"), or ask about any role or step."
     )
 
 
@@ -536,9 +537,11 @@ _TEMPLATES: tuple[_Template, ...] = (
             ("Containment", "Choose containment actions and weigh them against business impact: "
                             "what gets isolated, shut down or kept running?"),
             ("Stakeholder communication", "Agree the first internal and external messages and "
-                                          "decide whether legal or regulatory notification applies."),
-            ("Recovery and lessons learned", "Plan the restoration, confirm the threat is gone and "
-                                             "capture what should change before the next incident."),
+                                          "decide whether legal or regulatory notification "
+                                          "applies."),
+            ("Recovery and lessons learned", "Plan the restoration, confirm the threat is gone "
+                                             "and capture what should change before the next "
+                                             "incident."),
         ),
         objectives=(
             "Detect and scope the incident involving {topic} early in the exercise",
@@ -725,8 +728,8 @@ _TEMPLATES: tuple[_Template, ...] = (
                                       "missing."),
         ),
         steps=(
-            ("Alarm raised", "The exercise starts with a report of {topic}. Whoever spots it raises "
-                             "the alarm and calls the emergency number."),
+            ("Alarm raised", "The exercise starts with a report of {topic}. Whoever spots it "
+                             "raises the alarm and calls the emergency number."),
             ("Initial response", "The incident controller confirms the situation and orders "
                                  "evacuation or shelter-in-place."),
             ("Evacuation", "Wardens clear their zones using the nearest safe routes, helping "
@@ -755,7 +758,7 @@ _TEMPLATES: tuple[_Template, ...] = (
         label="general team",
         kind="Scenario",
         keywords=(),
-        default_topic="team coordination under pressure",
+        default_topic="a missed project deadline",
         summary="a small team works through {topic}, making decisions with incomplete "
                 "information and reflecting on what they learned",
         setting="A team working under time pressure on {topic}, with incomplete information and "
@@ -764,8 +767,8 @@ _TEMPLATES: tuple[_Template, ...] = (
             ("Team Lead", "Coordinates the group, makes the final calls and keeps an eye on time."),
             ("Specialist", "Brings the expert knowledge needed for {topic} and flags risks others "
                            "might miss."),
-            ("Stakeholder", "Represents the people affected by the outcome; asks hard questions and "
-                            "pushes for updates."),
+            ("Stakeholder", "Represents the people affected by the outcome; asks hard questions "
+                            "and pushes for updates."),
             ("Facilitator", "Runs the session, introduces new information at each step and leads "
                             "the debrief."),
         ),
@@ -806,9 +809,10 @@ _REQUEST_PREFIXES = (
     r"give|come\s+up\s+with|put\s+together|set\s+up|run|practi[sc]e|rehearse|simulate|do|try)"
     r"\b\s*(?:me|us)?\s*",
 )
-_DESCRIPTORS = (r"a|an|the|some|one|another|new|short|quick|simple|small|realistic|detailed|fun|"
+_ADJECTIVES = (r"new|short|quick|simple|small|realistic|detailed|fun|"
                 r"interesting|challenging|easy|hard|difficult|beginner|intermediate|advanced|basic|"
                 r"complex|full|complete|brief|good|great|sample|example")
+_DESCRIPTORS = rf"a|an|the|some|one|another|{_ADJECTIVES}"
 _GENERIC_NOUNS = (r"scenarios?|exercises?|simulations?|role[- ]?plays?|roleplays?|"
                   r"tabletop(?:\s+exercises?)?|games?|case\s+stud(?:y|ies)|sessions?|situations?|"
                   r"stor(?:y|ies)|training(?:\s+(?:scenario|exercise|session))?")
@@ -817,7 +821,7 @@ _CONNECTORS = (r"about|on|for|around|involving|covering|regarding|featuring|of|w
                r"to\s+test")
 _VAGUE_TOPICS = {"", "something", "anything", "it", "one", "stuff", "whatever", "a", "an", "the",
                  "this", "that", "thing", "things", "something fun", "anything you like",
-                 "me", "us", "scenario", "a scenario", "new", "please"}
+                 "me", "us", "scenario", "a scenario", "new", "please", "help", "hi", "hello"}
 
 
 @dataclass(frozen=True)
@@ -840,11 +844,12 @@ def _create(message: str, preface: str = "") -> str:
         _plural(len(scenario["objectives"]), "objective"),
     ])
     explanation = (
-        f"Here is a new {request.difficulty} {request.template.kind.lower()} about {request.topic}, "
+        f"Here is a new {request.difficulty} {request.template.kind.lower()} "
+        f"about {request.topic}, "
         f"drafted by the built-in offline model from its {request.template.label} template. "
         f"It has {counts}, so you can run it as is or adjust the details."
     )
-    closing = ("Ask me to adjust it, for example \"add a role Observer\", "
+    closing = ("Ask me to adjust it, for example \"add a role Scribe\", "
                "\"set duration_minutes to 30\" or \"make it harder\".")
     prose = f"{preface} {explanation}".strip()
     return f"{_safe(prose)}\n\n{_scenario_block(scenario)}\n{_safe(closing)}\n"
@@ -904,8 +909,8 @@ def _extract_duration(text: str) -> tuple[int | None, str]:
 
 def _extract_explicit_title(text: str) -> tuple[str, str]:
     """Handle 'called "Night Shift"' / 'titled X'; return (title, text without it)."""
-    quoted = re.search(r"\b(?:called|titled|named|entitled)\s+[\"“'‘]([^\"”'’]{1,80})[\"”'’]",
-                       text, re.I)
+    quoted = re.search(
+        r"\b(?:called|titled|named|entitled)\s+[\"“'‘]([^\"”'’]{1,80})[\"”'’]", text, re.I)
     if quoted:
         title = _clean_name(quoted.group(1))
         return title, " ".join((text[: quoted.start()] + " " + text[quoted.end():]).split())
@@ -928,13 +933,30 @@ def _extract_topic(text: str) -> str:
         if text == before:
             break
     generic = re.match(
-        rf"^(?:(?:{_DESCRIPTORS})[\s,-]+)*(?:{_GENERIC_NOUNS})\b[\s,:-]*(?:(?:{_CONNECTORS})\b\s*)?",
+        rf"^(?:(?:{_DESCRIPTORS})[\s,-]+)*(?:{_GENERIC_NOUNS})\b[\s,:-]*"
+        rf"(?:(?:{_CONNECTORS})\b\s*)?",
         text, re.I)
+    # "a medical simulation of sepsis": a few qualifying words, a generic noun and a
+    # connector; the topic is what follows the connector.
+    qualified = re.match(rf"^(?:[\w'-]+\s+){{1,3}}?(?:{_GENERIC_NOUNS})\s+(?:{_CONNECTORS})\b\s*",
+                         text, re.I)
     if generic:
         text = text[generic.end():]
+    elif qualified and text[qualified.end():].strip():
+        text = text[qualified.end():]
     else:
-        text = re.sub(rf"^(?:(?:{_DESCRIPTORS})\s+)+", "", text, flags=re.I)
-    text = re.sub(r"^(?:a|an|the)\s+", "", text, flags=re.I)
+        # "an advanced fire drill" -> "a fire drill": drop the adjectives, keep an article
+        # so the topic reads naturally inside template sentences.
+        leading = re.match(rf"^(?:(?P<art>a|an|the)\s+)?(?:(?:{_ADJECTIVES})\s+)+", text, re.I)
+        if leading:
+            rest = text[leading.end():]
+            article = (leading.group("art") or "").lower()
+            if article == "the":
+                text = f"the {rest}"
+            elif article and rest:
+                text = f"{_article(rest)} {rest}"
+            else:
+                text = rest
     text = re.sub(r"\s+(?:for|aimed\s+at)\s+(?:complete\s+)?(?:beginners|novices|newcomers|"
                   r"experts|first[- ]timers)$", "", text, flags=re.I)
     text = re.sub(r"[\s,]*(?:please|thanks|thank\s+you|for\s+me|for\s+us)$", "", text, flags=re.I)
@@ -952,7 +974,7 @@ def _is_vague(topic: str) -> bool:
 
 
 def _topic_title(topic: str, template: _Template) -> str:
-    words = topic.split()[:8]
+    words = re.sub(r"^(?:a|an|the)\s+", "", topic, flags=re.I).split()[:8]
     small = {"a", "an", "the", "of", "for", "and", "or", "to", "in", "on", "at", "with", "about"}
     while len(words) > 1 and words[-1].lower() in small:
         words.pop()
@@ -988,8 +1010,9 @@ def _build_scenario(request: _CreateRequest) -> dict[str, Any]:
     kind = template.kind.lower()
     return {
         "title": request.title,
-        "summary": _sentence(f"{_article(request.difficulty).capitalize()} {request.difficulty} "
-                             f"{kind} in which {fill(template.summary)}"),
+        # The summary leaves the difficulty out, so "make it harder" can't make it stale.
+        "summary": _sentence(f"{_article(kind).capitalize()} {kind} in which "
+                             f"{fill(template.summary)}"),
         "setting": fill(template.setting),
         "difficulty": request.difficulty,
         "roles": [{"name": name, "description": fill(description)}
@@ -1083,7 +1106,7 @@ def _parse_title(text: str, scenario: dict) -> _Edit | None:
         r"(?:rename|retitle|re-title)(?:\s+(?:it|this|this\s+scenario|the\s+scenario|scenario|"
         r"the\s+exercise|the\s+title|title))?\s*(?:to|as|:)\s*(?P<v>.+)",
         r"(?:change|set|update|make|modify|switch|edit)\s+(?:the\s+|its\s+)?(?:scenario(?:'s)?\s+)?"
-        r"(?:title|name)(?:\s+from\s+.+?)?\s*(?:to\s+be|to|as|=|:|into)\s*(?P<v>.+)",
+        r"(?:title|name)(?:\s+from\s+.+?)?\s*(?:to\s+be\b|to|as|=|:|into)\s*(?P<v>.+)",
         r"(?:call|name|title)\s+(?:it|this|the\s+scenario)\s+(?P<v>.+)",
         r"(?:new\s+)?title\s*(?:[:=]|should\s+be|is)\s*(?P<v>.+)",
         r"(?:rename|retitle)\s+(?:it|this|the\s+scenario)\s+(?P<v>.+)",
@@ -1097,7 +1120,8 @@ def _parse_title(text: str, scenario: dict) -> _Edit | None:
 
 
 def _parse_difficulty(text: str, scenario: dict) -> _Edit | None:
-    target = r"(?:it|this|this\s+scenario|the\s+(?:scenario|exercise|game|drill|simulation|role-?play))"
+    target = (r"(?:it|this|this\s+scenario|"
+              r"the\s+(?:scenario|exercise|game|drill|simulation|role-?play))")
     match = _match(
         rf"make\s+(?:{target}\s+)?(?:a\s+)?(?:(?:bit|little|lot|tad)\s+)?"
         r"(?:much\s+|slightly\s+|even\s+|a\s+bit\s+)?(?P<dir>harder|tougher|more\s+(?:difficult|"
@@ -1107,7 +1131,8 @@ def _parse_difficulty(text: str, scenario: dict) -> _Edit | None:
         harder = word in ("harder", "tougher") or word.startswith("more")
         return _Edit("harder" if harder else "easier", {}, text)
     match = _match(r"(?P<dir>increase|raise|bump\s+up|up|decrease|lower|reduce|drop)\s+"
-                   r"(?:the\s+)?(?:difficulty|level)(?:\s+level)?(?:\s+a\s+(?:bit|notch|level))?\.?",
+                   r"(?:the\s+)?(?:difficulty|level)(?:\s+level)?"
+                   r"(?:\s+a\s+(?:bit|notch|level))?\.?",
                    text)
     if match:
         harder = match.group("dir").lower() in ("increase", "raise", "bump up", "up")
@@ -1161,6 +1186,9 @@ def _parse_remove_role(text: str, scenario: dict) -> _Edit | None:
     if not match:
         return None
     ref = _clean_name(match.group("ref"))
+    number = _parse_ordinal_or_number(ref)
+    if number is not None:
+        return _Edit("remove_role", {"number": number}, text, carry="remove role")
     return _Edit("remove_role", {"ref": ref}, text, carry="remove role") if ref else None
 
 
@@ -1187,7 +1215,8 @@ def _parse_position(rest: str) -> tuple[str, int | None, str]:
 
 def _parse_add_step(text: str, scenario: dict) -> _Edit | None:
     match = _match(rf"add\s+{_ART}(?P<adj>(?:final|last|first|opening|closing)\s+)?"
-                   r"(?:step|phase|stage)\b\s*(?:(?:called|named|titled)\b\s*|[:\-]\s*)?(?P<rest>.+)",
+                   r"(?:step|phase|stage)\b\s*(?:(?:called|named|titled)\b\s*|[:\-]\s*)?"
+                   r"(?P<rest>.+)",
                    text)
     if match:
         rest, index, relation = _parse_position(match.group("rest"))
@@ -1233,13 +1262,9 @@ def _parse_remove_indexed(text: str, nouns: str, kind: str, carry: str) -> _Edit
                    text)
     if match:
         return _Edit(kind, {"number": _ORDINALS[match.group("ord").lower()]}, text, carry=carry)
-    match = (
-        _match(rf"{_VERB_REMOVE}\s+(?:the\s+)?(?:{nouns})s?\s*(?:number\s+|no\.?\s*|#\s*)?"
-               r"(?P<n>\d{1,4})(?:st|nd|rd|th)?\.?", text)
-        or _match(rf"{_VERB_REMOVE}\s+(?:number\s+|#\s*)?(?P<n>\d{{1,4}})\.?", text)
-        if carry else None
-    )
-    if match and (carry or kind):
+    match = _match(rf"{_VERB_REMOVE}\s+(?:the\s+)?(?:{nouns})s?\s*(?:number\s+|no\.?\s*|#\s*)?"
+                   r"(?P<n>\d{1,4})(?:st|nd|rd|th)?\.?", text)
+    if match:
         return _Edit(kind, {"number": int(match.group("n"))}, text, carry=carry)
     match = (
         _match(rf"{_VERB_REMOVE}\s+(?:the\s+)?(?:{nouns})\s*(?:(?:called|titled|named|about|that\s+"
@@ -1315,7 +1340,7 @@ def _settable(key: str, scenario: dict) -> bool:
 def _parse_set(text: str, scenario: dict) -> _Edit | None:
     match = (
         _match(r"(?:set|change|update|make|modify|switch|edit)\s+(?P<f>[^\W\d][\w\s'\-]{0,40}?)\s*"
-               r"(?:to\s+be|to|=|:|into|as)\s*(?P<v>.+)", text)
+               r"(?:to\s+be\b|to|=|:|into|as)\s*(?P<v>.+)", text)
         or _match(r"(?P<f>[^\W\d][\w\s'\-]{0,40}?)\s*(?:[:=]|should\s+be|must\s+be)\s*(?P<v>.+)",
                   text)
     )
@@ -1520,12 +1545,14 @@ def _apply_set(scenario: dict, edit: _Edit, outcome: _Outcome) -> None:
         return
     old = scenario.get(key)
     scenario[key] = value
+    label = _label(key).lower()
+    shown = _quote(value, 120) if isinstance(value, str) else _summarise(value)
     if old is None:
-        outcome.done.append(f"Added {_label(key).lower()}: {_summarise(value)}.")
+        outcome.done.append(f"Added the {label}: {shown}.")
     elif old == value:
-        outcome.done.append(f"{_label(key)} was already {_summarise(value)}; left as is.")
+        outcome.done.append(f"The {label} was already {shown}, so nothing changed there.")
     else:
-        outcome.done.append(f"Changed {_label(key).lower()} to {_summarise(value)}.")
+        outcome.done.append(f"Changed the {label} to {shown}.")
 
 
 def _apply_title(scenario: dict, edit: _Edit, outcome: _Outcome) -> None:
@@ -1592,7 +1619,7 @@ def _apply_remove_named(scenario: dict, edit: _Edit, outcome: _Outcome,
         known = _short_list([_quote(_entry_label(entry, label_key), 60) for entry in entries])
         what = edit.args.get("ref") or f"number {edit.args.get('number')}"
         suffix = f" The {key} are: {known}." if known else f" There are no {key}."
-        outcome.failed.append(f"I couldn't find {noun} {_quote(str(what))}.{suffix}")
+        outcome.failed.append(f"I couldn't find the {noun} {_quote(str(what))}.{suffix}")
         return
     removed = entries.pop(index)
     outcome.done.append(f"Removed the {noun} {_quote(_entry_label(removed, label_key))}.")
@@ -1716,6 +1743,11 @@ def _modify(message: str, scenario: dict | None) -> str:
     working = copy.deepcopy(scenario)
     edits, unparsed = _parse_request(message, working)
     outcome = _apply_edits(working, edits)
+    if not (isinstance(working.get("title"), str) and working["title"].strip()):
+        # A scenario must have a title; the block is useless to the caller without one.
+        working["title"] = "Untitled scenario"
+        outcome.done.append("Gave the scenario the placeholder title \"Untitled scenario\", "
+                            "because it had none.")
     return _modify_response(outcome, unparsed, working, message)
 
 
@@ -1728,7 +1760,8 @@ def _modify_without_scenario(message: str) -> str:
         lines = ["There's no scenario loaded yet, so I started from a new general scenario "
                  "and applied your edits:"]
         lines += [f"- {line}" for line in outcome.done + outcome.failed]
-        return f"{_safe(chr(10).join(lines))}\n\n{_scenario_block(base)}"
+        prose = "\n".join(lines)
+        return f"{_safe(prose)}\n\n{_scenario_block(base)}"
     return _create(message, preface="There's no scenario loaded yet, so I created a new one.")
 
 
@@ -1748,7 +1781,8 @@ def _modify_response(outcome: _Outcome, unparsed: list[str], scenario: dict,
         parts.append("Here is the updated scenario; everything else is as before:")
     else:
         parts.append("Here is the scenario, unchanged:")
-    return f"{_safe(chr(10).join([]) or (chr(10) * 2).join(parts))}\n\n{_scenario_block(scenario)}"
+    prose = "\n\n".join(parts)
+    return f"{_safe(prose)}\n\n{_scenario_block(scenario)}"
 
 
 def _unsupported_note(unparsed: list[str], message: str, partial: bool) -> str:
@@ -1757,14 +1791,16 @@ def _unsupported_note(unparsed: list[str], message: str, partial: bool) -> str:
         opening = (f"Sorry, the built-in offline model only handles plain edits, and I couldn't "
                    f"turn {quoted} into one.")
     elif message.strip():
-        opening = "Sorry, the built-in offline model only handles plain edits, and I couldn't find one in your request."
+        opening = ("Sorry, the built-in offline model only handles plain edits, and I couldn't "
+                   "find one in your request.")
     else:
         opening = "Tell me what to change: the built-in offline model handles plain edits only."
     if partial:
         opening += " I applied the parts I understood."
     lines = [opening, "It understands requests like:"]
     lines += [f"- {example}" for example in _SUPPORTED_EDITS]
-    lines.append("Several edits can be joined with \"and\", \";\" or new lines. " + _REAL_MODEL_HINT)
+    lines.append("Several edits can be joined with \"and\", \";\" or new lines. "
+                 + _REAL_MODEL_HINT)
     return "\n".join(lines)
 
 
@@ -1833,9 +1869,13 @@ def _chat_topic(text: str, scenario: dict | None) -> str:
             return f"cast:{role}"
         if step is not None:
             return f"step:{step}"
+        missing = re.search(r"\b(?:step|phase|stage)\s*#?\s*(\d{1,3})\b", lowered)
+        if missing:
+            return f"nostep:{missing.group(1)}"
         if role is not None:
             return f"role:{role}"
-        edits, unparsed = _parse_request(text, scenario)
+        # Only short messages can be a plain edit worth pointing out; skip parsing long ones.
+        edits, unparsed = _parse_request(text, scenario) if len(text) < 300 else ([], [text])
         if edits and not unparsed and re.match(r"(?:please\s+)?(?:add|remove|delete|rename|set|"
                                                r"change|make|increase|decrease|drop)\b", lowered):
             return "edit"
@@ -1889,22 +1929,41 @@ def _mentioned_role(lowered: str, scenario: dict) -> int | None:
     return hits[0] if len(hits) == 1 else None
 
 
+# Casting heuristics: (cue words, who should play the role). The role's name is
+# checked before its description, because a name like "Chief Medical Officer"
+# says more than a description that merely mentions patients.
+_CASTING: tuple[tuple[frozenset[str], str], ...] = (
+    (frozenset({"observer", "evaluator", "coach", "scribe", "facilitator", "assessor",
+                "neutral"}),
+     "a facilitator or senior colleague who can take notes and stay out of the action"),
+    (frozenset({"customer", "client", "patient", "caller", "family", "angry", "frustrated",
+                "supplier", "stakeholder", "seller", "reporter", "attacker", "actor"}),
+     "someone confident at improvising, who can push back convincingly"),
+    (frozenset({"analyst", "specialist", "ciso", "engineer", "technical", "finance", "legal",
+                "counsel", "doctor", "physician", "nurse", "aider", "medical", "it"}),
+     "someone with a real background in that field, so the details stay credible"),
+    (frozenset({"commander", "controller", "lead", "leads", "manager", "director", "chief",
+                "head", "coo", "ceo", "officer", "warden", "coordinator"}),
+     "an experienced person who is comfortable making calls under pressure"),
+)
+
+
 def _casting_advice(role: _Item) -> str:
-    """Who should play a role, guessed from words in its name and description."""
-    text = f"{role.name} {role.description}".lower()
-    words = set(_words(text))
-    if words & {"observer", "evaluator", "coach", "scribe", "facilitator", "assessor", "neutral"}:
-        return "a facilitator or senior colleague who can take notes and stay out of the action"
-    if words & {"customer", "client", "patient", "caller", "family", "angry", "frustrated",
-                "supplier", "stakeholder", "seller", "reporter", "attacker"}:
-        return "someone confident at improvising, who can push back convincingly"
-    if words & {"commander", "controller", "lead", "leads", "manager", "director", "chief",
-                "head", "coo", "ceo", "officer"}:
-        return "an experienced person who is comfortable making calls under pressure"
-    if words & {"analyst", "specialist", "ciso", "engineer", "technical", "finance", "legal",
-                "counsel", "doctor", "physician", "nurse"}:
-        return "someone with real background in that field, so the details stay credible"
+    """Who should play a role, guessed from words in its name, then its description."""
+    for text in (role.name, role.description):
+        words = set(_words(text))
+        for cues, advice in _CASTING:
+            if words & cues:
+                return advice
     return "a participant who wants to practise exactly that job"
+
+
+def _lower_first(text: str) -> str:
+    """"Leads the team" -> "leads the team", but keep "CISO" and "Dana"-style names."""
+    if text[:1].isupper() and text[1:2].islower() and text.split(" ", 1)[0].lower() not in (
+            "i",):
+        return text[0].lower() + text[1:]
+    return text
 
 
 def _chat_with_scenario(topic: str, text: str, scenario: dict) -> str:
@@ -1915,28 +1974,33 @@ def _chat_with_scenario(topic: str, text: str, scenario: dict) -> str:
         return _chat_about_role(roles[int(topic[5:])], steps, topic.startswith("cast:"))
     if topic.startswith("step:"):
         return _chat_about_step(int(topic[5:]), steps)
+    if topic.startswith("nostep:"):
+        if not steps:
+            return (f"\"{title}\" has no steps yet; add some with "
+                    "\"add a step <title>: <description>\".")
+        return _chat_steps(steps, missing=int(topic[7:]))
     if topic == "edit":
         return ("That sounds like an edit. Send it as a change request and I'll apply it to "
                 f"\"{title}\" and show you the updated scenario; I handle plain edits like "
-                "\"add a role Observer\", \"remove step 2\" or \"make it harder\".")
+                "\"add a role Scribe\", \"remove step 2\" or \"make it harder\".")
     if topic == "greeting":
         return (f"Hello! You have \"{title}\" loaded. Ask me about its roles, steps or "
                 "objectives, how to run it, or ask me to change it.")
     if topic == "thanks":
         return f"You're welcome. Good luck with \"{title}\"; ask me anytime if you need more."
     if topic == "capabilities":
-        return _capabilities()
+        return f"{_capabilities()} Right now \"{title}\" is loaded, so just ask away."
     if topic == "casting":
         return _chat_casting(title, roles)
     if topic == "duration":
         return _chat_duration(scenario, steps)
     if topic == "difficulty":
-        return _chat_difficulty(scenario)
+        return _chat_difficulty(scenario, title, steps)
     if topic == "objectives":
         if not objectives:
             return (f"\"{title}\" has no objectives yet. Add two or three with \"add objective "
                     "<text>\" so the debrief has something to measure against.")
-        listed = "; ".join(_quote(objective, 100) for objective in objectives[:5])
+        listed = "; ".join(_quote(objective, 160) for objective in objectives[:5])
         return (f"\"{title}\" has {_plural(len(objectives), 'objective')}: {listed}. "
                 "Use them as your debrief checklist: for each one, ask the group what evidence "
                 "shows it was met.")
@@ -1944,26 +2008,27 @@ def _chat_with_scenario(topic: str, text: str, scenario: dict) -> str:
         return _chat_run(scenario, roles, steps, objectives)
     if topic == "steps":
         if not steps:
-            return f"\"{title}\" has no steps yet; add some with \"add a step <title>: <description>\"."
-        listed = "; ".join(f"{number}. {step.name}" for number, step in enumerate(steps, 1))
-        return (f"It runs in {_plural(len(steps), 'step')}: {listed}. Ask about any step by "
-                "number and I'll go through what happens there.")
+            return (f"\"{title}\" has no steps yet; add some with "
+                    "\"add a step <title>: <description>\".")
+        return _chat_steps(steps)
     if topic == "roles":
         return _chat_roles(title, roles)
     if topic == "setting":
-        setting = _one_line(scenario.get("setting"), 300)
+        setting = _one_line(scenario.get("setting"), 500)
         if not setting:
             return f"\"{title}\" has no setting yet; try \"set setting to <where and when>\"."
-        return (f"The setting: {_sentence(setting)} Share it with everyone at the start, but keep "
+        return (f"\"{title}\" takes place here: {_sentence(setting)} Share it with everyone "
+                "at the start, but keep "
                 "role-specific details in the individual briefs.")
     if topic == "create":
         return ("I can draft a new scenario from a short description, for example \"create a "
                 "scenario about a warehouse fire evacuation drill\". The current one, "
                 f"\"{title}\", stays as it is until you load the new one.")
-    summary = _first_sentence(_one_line(scenario.get("summary")))
+    summary = _first_sentence(_one_line(scenario.get("summary")), 320)
     difficulty = _one_line(scenario.get("difficulty"))
     kind = f"{_article(difficulty)} {difficulty} scenario" if difficulty else "a scenario"
-    opening = f"You're working on \"{title}\", {kind} with {_plural(len(roles), 'role')} and {_plural(len(steps), 'step')}."
+    counts = f"{_plural(len(roles), 'role')} and {_plural(len(steps), 'step')}"
+    opening = f"You're working on \"{title}\", {kind} with {counts}."
     middle = f" {_sentence(summary)}" if summary else ""
     cast = f" The roles are {_short_list(role_names)}." if role_names else ""
     return (f"{opening}{middle}{cast} Ask me who should play each role, how to run it, how long "
@@ -1972,15 +2037,16 @@ def _chat_with_scenario(topic: str, text: str, scenario: dict) -> str:
 
 def _chat_about_role(role: _Item, steps: list[_Item], casting: bool) -> str:
     description = _sentence(role.description) if role.description else "It has no description yet."
-    name_words = [word for word in _words(role.name) if word not in _GENERIC_ROLE_WORDS and len(word) > 3]
+    name_words = [word for word in _words(role.name)
+                  if word not in _GENERIC_ROLE_WORDS and len(word) > 3]
     involved = [step.name for step in steps
                 if role.name.lower() in step.description.lower()
                 or any(word in _words(step.description) for word in name_words)]
-    advice = f"I'd give it to {_casting_advice(role)}."
-    where = (f" The role is most visible in {_short_list([_quote(name, 60) for name in involved], 3)}."
-             if involved else "")
+    advice = f"I'd give {role.name} to {_casting_advice(role)}."
+    quoted = [_quote(name, 60) for name in involved]
+    where = f" The role is most visible in {_short_list(quoted, 3)}." if involved else ""
     if casting:
-        return f"For {role.name}, {advice[0].lower()}{advice[1:]} {description}{where}"
+        return f"{advice} As a reminder, the role: {description}{where}"
     return f"{role.name}: {description}{where} {advice}"
 
 
@@ -1998,12 +2064,22 @@ def _chat_about_step(index: int, steps: list[_Item]) -> str:
     return f"Step {index + 1} of {len(steps)} is \"{step.name}\". {description}{following} {tip}"
 
 
+def _chat_steps(steps: list[_Item], missing: int | None = None) -> str:
+    # "(1) Detection" rather than "1. Detection", so the list reads as one sentence.
+    listed = "; ".join(f"({number}) {step.name}" for number, step in enumerate(steps, 1))
+    opening = f"There is no step {missing}. " if missing is not None else ""
+    return (f"{opening}It runs in {_plural(len(steps), 'step')}: {listed}. Ask about any step by "
+            "number and I'll go through what happens there.")
+
+
 def _chat_casting(title: str, roles: list[_Item]) -> str:
     if not roles:
         return (f"\"{title}\" has no roles yet. Add them with \"add a role <name>: <description>\" "
                 "and I can suggest who should play each one.")
     advice = "; ".join(f"{role.name}: {_casting_advice(role)}" for role in roles[:4] if role.name)
-    more = f" The other {len(roles) - 4} roles can go to anyone keen to try them." if len(roles) > 4 else ""
+    rest = [role.name for role in roles[4:] if role.name]
+    more = (f" {_short_list(rest, 3)} can go to anyone keen to try "
+            f"{'it' if len(rest) == 1 else 'them'}." if rest else "")
     return (f"For \"{title}\", here is how I'd cast it. {advice}.{more} Put newer people in roles "
             "where they learn by doing, and keep an observer if you have spare people.")
 
@@ -2017,8 +2093,13 @@ def _chat_roles(title: str, roles: list[_Item]) -> str:
                   if set(_words(role.name)) & {"observer", "coach", "scribe", "facilitator"}),
                  roles[-1].name)
     return (f"\"{title}\" has {_plural(len(roles), 'role')}: {_short_list(names, 6)}. "
-            f"{first.name} is central: {_first_sentence(first.description, 160) or 'no description yet.'} "
+            f"The first, {first.name}, {_role_gist(first)} "
             f"If you're short of people, {spare} is the easiest role to double up or drop.")
+
+
+def _role_gist(role: _Item) -> str:
+    gist = _first_sentence(role.description, 160).rstrip(".")
+    return f"is described as: {_lower_first(gist)}." if gist else "has no description yet."
 
 
 def _chat_duration(scenario: dict, steps: list[_Item]) -> str:
@@ -2034,17 +2115,23 @@ def _chat_duration(scenario: dict, steps: list[_Item]) -> str:
             f"duration_minutes to {estimate}\".")
 
 
-def _chat_difficulty(scenario: dict) -> str:
+def _chat_difficulty(scenario: dict, title: str, steps: list[_Item]) -> str:
     difficulty = _one_line(scenario.get("difficulty"))
     level = _difficulty_level(difficulty)
     if level is None:
-        state = (f"The difficulty is marked as \"{difficulty}\"." if difficulty
-                 else "No difficulty is set yet.")
-        return f"{state} Ask me to \"set difficulty to beginner\", intermediate or advanced to make it explicit."
+        state = (f"The difficulty of \"{title}\" is marked as \"{difficulty}\"." if difficulty
+                 else f"No difficulty is set for \"{title}\" yet.")
+        return (f"{state} Ask me to \"set difficulty to beginner\", intermediate or advanced "
+                "to make it explicit.")
     change = {0: "\"make it harder\"", 1: "\"make it harder\" or \"make it easier\"",
               2: "\"make it easier\""}[level]
-    return (f"It's set to {DIFFICULTIES[level]}. {_DIFFICULTY_HINTS[level]} If that doesn't suit "
-            f"your group, ask me to {change}.")
+    # The step most likely to stretch a group is a mid-scenario inject or complication.
+    cues = {"inject", "complication", "deadlock", "escalation", "escalates", "ransom"}
+    tough = next((step.name for step in steps[1:-1]
+                  if set(_words(f"{step.name} {step.description}")) & cues), "")
+    stretch = f" Expect \"{tough}\" to be the hardest part." if tough else ""
+    return (f"\"{title}\" is set to {DIFFICULTIES[level]}. {_DIFFICULTY_HINTS[level]}{stretch} "
+            f"If that doesn't suit your group, ask me to {change}.")
 
 
 def _chat_run(scenario: dict, roles: list[_Item], steps: list[_Item], objectives: list[str]) -> str:
@@ -2060,7 +2147,8 @@ def _chat_run(scenario: dict, roles: list[_Item], steps: list[_Item], objectives
     ]
     materials = scenario.get("materials")
     if isinstance(materials, list) and materials:
-        sentences.append(f"Have these ready: {_short_list([_one_line(item, 60) for item in materials], 4)}.")
+        ready = _short_list([_one_line(item, 60) for item in materials], 4)
+        sentences.append(f"Have these ready: {ready}.")
     sentences.append(f"Close with a debrief against the {_plural(len(objectives), 'objective')}, "
                      "and ask an observer to take notes if you can.")
     return " ".join(sentences)
@@ -2069,8 +2157,27 @@ def _chat_run(scenario: dict, roles: list[_Item], steps: list[_Item], objectives
 def _capabilities() -> str:
     return ("I'm the built-in offline model: I can explain the loaded scenario, answer questions "
             "about its roles, steps, objectives and timing, create a new scenario from a short "
-            "description and apply plain edits such as \"add a role Observer\" or \"make it "
+            "description and apply plain edits such as \"add a role Scribe\" or \"make it "
             f"harder\". {_REAL_MODEL_HINT}")
+
+
+_GENERAL_ADVICE = {
+    "casting": "As a rule, give leading roles to experienced people, counterpart roles "
+               "(customers, suppliers, attackers) to confident improvisers, and keep one neutral "
+               "observer.",
+    "duration": "Most tabletop exercises and role-plays run 45 to 120 minutes: roughly 10 to 15 "
+                "minutes per step plus a 15-minute debrief.",
+    "objectives": "Good objectives are observable (\"escalate within 10 minutes\" beats "
+                  "\"communicate well\"), and three to five are plenty.",
+    "difficulty": "Beginner scenarios leave room for coaching, intermediate ones add real "
+                  "trade-offs, and advanced ones add time pressure and surprises.",
+    "roles": "Three to five roles work best: a lead, one or two specialists, a counterpart who "
+             "applies pressure, and an observer.",
+    "steps": "Four to seven steps work well: a briefing, a few escalating developments, a "
+             "decision point and a debrief.",
+    "setting": "A good setting says where and when it happens and what is at stake, in two or "
+               "three sentences.",
+}
 
 
 def _chat_without_scenario(topic: str) -> str:
@@ -2089,6 +2196,9 @@ def _chat_without_scenario(topic: str) -> str:
     if topic == "create":
         return ("Sure: describe the situation in a sentence, for example \"create a scenario about "
                 "a warehouse fire evacuation drill\", and I'll draft the title, roles, steps and "
-                "objectives.")
+                "objectives. Nothing is loaded yet, so it becomes your starting point.")
+    general = _GENERAL_ADVICE.get(topic.split(":", 1)[0])
+    if general:
+        return f"{general} There's no scenario loaded yet, so I can't be more specific. {load}"
     return ("There's no scenario loaded right now, so I can only speak generally: I can explain a "
             f"scenario, answer questions about it, create new ones and apply plain edits. {load}")

@@ -1,0 +1,629 @@
+"""Tests for agent.offline_text, the text generator of the built-in offline model."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+ROOT = Path(__file__).parent.parent
+# Plain `pytest` puts tests/ (not the project root) on sys.path; make `agent` importable.
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from agent.offline_text import compose  # noqa: E402
+
+SAMPLES_DIR = ROOT / "static" / "samples"
+INTENTS = ("explain", "modify", "create", "chat")
+CORE_KEYS = {"title", "summary", "setting", "difficulty", "roles", "steps", "objectives"}
+FENCE_RE = re.compile(r"```scenario\n(.*?)\n```", re.S)
+
+
+def load_samples() -> dict[str, dict]:
+    index = json.loads((SAMPLES_DIR / "index.json").read_text(encoding="utf-8"))
+    return {
+        entry["id"]: json.loads((SAMPLES_DIR / entry["file"]).read_text(encoding="utf-8"))
+        for entry in index
+    }
+
+
+SAMPLES = load_samples()
+SAMPLE_IDS = sorted(SAMPLES)
+
+
+@pytest.fixture(params=SAMPLE_IDS)
+def sample(request: pytest.FixtureRequest) -> dict:
+    """A fresh copy of each sample, so no test can leak changes into another."""
+    return copy.deepcopy(SAMPLES[request.param])
+
+
+def extract(out: str) -> dict:
+    """The scenario from the single fenced block; fails unless there is exactly one."""
+    assert out.count("```scenario") == 1, out
+    assert out.count("```") == 2, out
+    blocks = FENCE_RE.findall(out)
+    assert len(blocks) == 1, out
+    scenario = json.loads(blocks[0])
+    assert isinstance(scenario, dict)
+    assert isinstance(scenario.get("title"), str) and scenario["title"].strip()
+    return scenario
+
+
+def prose(out: str) -> str:
+    return out.split("```scenario", 1)[0]
+
+
+def modify(scenario: dict, message: str) -> tuple[str, dict]:
+    out = compose("modify", message, scenario, [])
+    return out, extract(out)
+
+
+def role_names(scenario: dict) -> list[str]:
+    return [role["name"] for role in scenario["roles"]]
+
+
+def step_titles(scenario: dict) -> list[str]:
+    return [step["title"] for step in scenario["steps"]]
+
+
+def extras(scenario: dict) -> dict:
+    return {key: value for key, value in scenario.items() if key not in CORE_KEYS}
+
+
+# ---------------------------------------------------------------------------
+# The samples themselves
+# ---------------------------------------------------------------------------
+
+
+def test_sample_index_lists_the_three_samples():
+    index = json.loads((SAMPLES_DIR / "index.json").read_text(encoding="utf-8"))
+    assert [entry["id"] for entry in index] == [
+        "hospital-ransomware", "support-escalation", "supplier-negotiation"]
+    for entry in index:
+        assert entry["file"] == f"{entry['id']}.json"
+        assert SAMPLES[entry["id"]]["title"] == entry["title"]
+
+
+def test_samples_are_rich(sample):
+    for key in ("title", "summary", "setting", "difficulty"):
+        assert isinstance(sample[key], str) and sample[key].strip()
+    assert 3 <= len(sample["roles"]) <= 5
+    assert 4 <= len(sample["steps"]) <= 7
+    assert 3 <= len(sample["objectives"]) <= 5
+    assert all(role["name"] and role["description"] for role in sample["roles"])
+    assert all(step["title"] and step["description"] for step in sample["steps"])
+    assert extras(sample), "each sample has at least one extra key"
+
+
+# ---------------------------------------------------------------------------
+# Determinism and purity
+# ---------------------------------------------------------------------------
+
+HISTORY = [
+    {"role": "user", "content": "What are the roles?"},
+    {"role": "assistant", "content": "There are several roles."},
+]
+
+
+@pytest.mark.parametrize("intent,message", [
+    ("explain", ""),
+    ("modify", "add a role Observer: takes notes and make it harder"),
+    ("modify", "turn it into a musical"),
+    ("create", "Create a scenario about a warehouse fire evacuation drill"),
+    ("chat", "who should play what?"),
+    ("chat", "and the steps?"),
+])
+def test_same_input_same_output(sample, intent, message):
+    first = compose(intent, message, sample, HISTORY)
+    second = compose(intent, message, copy.deepcopy(sample), copy.deepcopy(HISTORY))
+    assert first == second
+    assert first.strip()
+
+
+@pytest.mark.parametrize("intent", INTENTS)
+def test_same_output_without_scenario(intent):
+    message = "Create a scenario about a warehouse fire evacuation drill"
+    assert compose(intent, message, None, []) == compose(intent, message, None, [])
+
+
+@pytest.mark.parametrize("message", [
+    "rename it to New Name",
+    "add a role Observer and remove step 1 and add objective Stay calm and make it harder",
+    "remove role 1; remove objective 1; set duration_minutes to 5; set tags to a, b",
+    "please rewrite everything",
+])
+def test_modify_does_not_mutate_input(sample, message):
+    before = copy.deepcopy(sample)
+    compose("modify", message, sample, [])
+    assert sample == before
+
+
+@pytest.mark.parametrize("intent", INTENTS)
+def test_no_intent_mutates_input(sample, intent):
+    before, history = copy.deepcopy(sample), copy.deepcopy(HISTORY)
+    compose(intent, "make it harder", sample, history)
+    assert sample == before
+    assert history == HISTORY
+
+
+# ---------------------------------------------------------------------------
+# explain
+# ---------------------------------------------------------------------------
+
+
+def test_explain_mentions_everything(sample):
+    out = compose("explain", "", sample, [])
+    assert "```" not in out
+    assert sample["title"] in out
+    assert sample["difficulty"] in out
+    for name in role_names(sample):
+        assert name in out
+    positions = [out.index(title) for title in step_titles(sample)]
+    assert positions == sorted(positions), "steps are explained in order"
+    for objective in sample["objectives"]:
+        assert objective in out
+    assert len(out.split()) >= 250
+
+
+def test_explain_mentions_extra_keys(sample):
+    out = compose("explain", "", sample, []).lower()
+    assert "other details" in out
+    if "duration_minutes" in sample:
+        assert "duration (minutes)" in out
+        assert str(sample["duration_minutes"]) in out
+    for tag in sample.get("tags", []):
+        assert tag.lower() in out
+
+
+def test_explain_without_scenario():
+    out = compose("explain", "explain it", None, [])
+    assert "no scenario" in out.lower()
+    assert "sample" in out.lower() and "create" in out.lower()
+    assert "```" not in out
+
+
+def test_explain_tolerates_sparse_and_odd_scenarios():
+    out = compose("explain", "", {"title": "Bare"}, [])
+    assert "Bare" in out and "No roles" in out
+    odd = {"title": "Odd", "roles": "not a list", "steps": [None, 3, "Just a string"],
+           "objectives": [1, None], "nested": {"a": {"b": [1, 2]}}, "flag": True}
+    out = compose("explain", "", odd, [])
+    assert "Just a string" in out and "Nested" in out and "```" not in out
+
+
+# ---------------------------------------------------------------------------
+# create
+# ---------------------------------------------------------------------------
+
+
+def test_create_on_topic():
+    out = compose("create", "Create a scenario about a warehouse fire evacuation drill", None, [])
+    scenario = extract(out)
+    assert scenario["title"] == "Warehouse Fire Evacuation Drill"
+    assert 1 <= prose(out).count(".") <= 4, "a short explanation before the block"
+    assert out.index("```scenario") > 0
+    for key in ("summary", "setting", "difficulty"):
+        assert isinstance(scenario[key], str) and scenario[key]
+    assert len(scenario["roles"]) >= 3
+    assert len(scenario["steps"]) >= 4
+    assert len(scenario["objectives"]) >= 3
+    assert any("warehouse fire evacuation drill" in objective
+               for objective in scenario["objectives"])
+    assert any(role["name"] == "Fire Warden" for role in scenario["roles"])
+
+
+@pytest.mark.parametrize("message,expected_role", [
+    ("Create an advanced tabletop exercise about phishing", "Security Analyst"),
+    ("make a simulation of sepsis on a hospital ward", "Charge Nurse"),
+    ("I need a supplier price negotiation", "Observer"),
+    ("a role-play with an angry customer asking for a refund", "Support Agent"),
+    ("create a scenario about onboarding new engineers", "Facilitator"),
+])
+def test_create_picks_a_fitting_template(message, expected_role):
+    scenario = extract(compose("create", message, None, []))
+    assert expected_role in role_names(scenario)
+
+
+def test_create_reads_difficulty_duration_and_explicit_title():
+    scenario = extract(compose(
+        "create", 'Create an advanced 30-minute scenario called "Night Shift" about a power cut',
+        None, []))
+    assert scenario["title"] == "Night Shift"
+    assert scenario["difficulty"] == "advanced"
+    assert scenario["duration_minutes"] == 30
+    assert any("power cut" in objective for objective in scenario["objectives"])
+
+
+@pytest.mark.parametrize("message", ["", "   ", "something", "?", "make one", "```"])
+def test_create_from_vague_message(message):
+    scenario = extract(compose("create", message, None, []))
+    assert len(scenario["roles"]) >= 3 and len(scenario["steps"]) >= 4
+
+
+def test_create_ignores_loaded_scenario(sample):
+    before = copy.deepcopy(sample)
+    scenario = extract(compose("create", "Create a scenario about a flood", sample, []))
+    assert scenario["title"] != sample["title"]
+    assert sample == before
+
+
+def test_create_never_lets_message_backticks_into_the_block():
+    out = compose("create", "create a scenario about ```scenario\n{} ``` hacking", None, [])
+    extract(out)
+
+
+# ---------------------------------------------------------------------------
+# modify: each supported edit
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("message", [
+    "rename it to Night Shift",
+    "Rename to Night Shift",
+    "change the title to Night Shift",
+    "Set title to 'Night Shift'",
+    "please set the title to Night Shift.",
+])
+def test_rename(sample, message):
+    out, new = modify(sample, message)
+    assert new["title"] == "Night Shift"
+    assert extras(new) == extras(sample)
+    assert "Night Shift" in prose(out)
+
+
+def test_rename_keeps_and_inside_the_title(sample):
+    _, new = modify(sample, "rename it to Fire and Ice")
+    assert new["title"] == "Fire and Ice"
+
+
+@pytest.mark.parametrize("field", ["summary", "setting"])
+def test_set_text_field(sample, field):
+    _, new = modify(sample, f"set {field} to A quiet morning, then chaos and noise.")
+    assert new[field] == "A quiet morning, then chaos and noise."
+    assert {k: v for k, v in new.items() if k != field} == \
+        {k: v for k, v in sample.items() if k != field}
+
+
+@pytest.mark.parametrize("message,expected", [
+    ("set difficulty to advanced", "advanced"),
+    ("change difficulty to Beginner", "beginner"),
+    ("set the difficulty to easy", "beginner"),
+])
+def test_set_difficulty(sample, message, expected):
+    _, new = modify(sample, message)
+    assert new["difficulty"] == expected
+
+
+@pytest.mark.parametrize("message", ["set duration_minutes to 30", "change duration to 30 minutes",
+                                     "set duration minutes to 30"])
+def test_set_number_field_is_parsed_as_number(sample, message):
+    _, new = modify(sample, message)
+    assert new["duration_minutes"] == 30
+    assert isinstance(new["duration_minutes"], int)
+
+
+def test_set_existing_string_extra_key():
+    scenario = copy.deepcopy(SAMPLES["hospital-ransomware"])
+    _, new = modify(scenario, "set participants to 6-10 people")
+    assert new["participants"] == "6-10 people"
+
+
+def test_set_number_rejects_text(sample):
+    out, new = modify(sample, "set duration_minutes to soon")
+    assert new == sample
+    assert "number" in prose(out)
+
+
+def test_set_list_of_strings(sample):
+    _, new = modify(sample, "set tags to drill, safety and onboarding")
+    assert new["tags"] == ["drill", "safety", "onboarding"]
+
+
+@pytest.mark.parametrize("message,name,description", [
+    ("add a role Safety Officer", "Safety Officer", None),
+    ("add role Auditor: checks every invoice", "Auditor", "Checks every invoice."),
+    ("add a role called Night Nurse who triages patients and reports to the lead",
+     "Night Nurse", "Triages patients and reports to the lead."),
+    ("Add Journalist as a role", "Journalist", None),
+    ("add a Press Officer role", "Press Officer", None),
+    ("add role scribe", "Scribe", None),
+])
+def test_add_role(sample, message, name, description):
+    _, new = modify(sample, message)
+    assert role_names(new) == role_names(sample) + [name]
+    if description is not None:
+        assert new["roles"][-1]["description"] == description
+    assert new["roles"][-1]["description"]
+    assert extras(new) == extras(sample)
+
+
+@pytest.mark.parametrize("template", ["remove role {name}", "remove the {name} role",
+                                      "delete role {lower}", "Remove the role {name}."])
+def test_remove_role(sample, template):
+    target = sample["roles"][1]["name"]
+    _, new = modify(sample, template.format(name=target, lower=target.lower()))
+    assert role_names(new) == [n for n in role_names(sample) if n != target]
+    assert extras(new) == extras(sample)
+
+
+def test_rename_role(sample):
+    target = sample["roles"][0]["name"]
+    _, new = modify(sample, f"rename role {target} to Boss")
+    assert role_names(new) == ["Boss"] + role_names(sample)[1:]
+
+
+@pytest.mark.parametrize("message,title,description,position", [
+    ("add a step Hot wash", "Hot wash", None, -1),
+    ("add step Press conference: a reporter asks hard questions", "Press conference",
+     "A reporter asks hard questions.", -1),
+    ("add a step Warm-up at the start", "Warm-up", None, 0),
+    ("add step Coffee break after step 2", "Coffee break", None, 2),
+])
+def test_add_step(sample, message, title, description, position):
+    _, new = modify(sample, message)
+    assert len(new["steps"]) == len(sample["steps"]) + 1
+    added = new["steps"][position]
+    assert added["title"] == title
+    if description is not None:
+        assert added["description"] == description
+    remaining = [s for s in new["steps"] if s is not added]
+    assert [s["title"] for s in remaining] == step_titles(sample)
+
+
+@pytest.mark.parametrize("message,removed", [
+    ("remove step 2", [1]),
+    ("delete step #1", [0]),
+    ("remove the last step", [-1]),
+    ("remove step 2 and 3", [1, 2]),
+])
+def test_remove_step_by_number(sample, message, removed):
+    _, new = modify(sample, message)
+    gone = {step_titles(sample)[index] for index in removed}
+    assert step_titles(new) == [t for t in step_titles(sample) if t not in gone]
+
+
+def test_remove_step_by_title(sample):
+    target = sample["steps"][0]["title"]
+    _, new = modify(sample, f"remove step {target.lower()}")
+    assert step_titles(new) == step_titles(sample)[1:]
+
+
+def test_add_objective(sample):
+    _, new = modify(sample, "add objective keep the debrief under 10 minutes")
+    assert new["objectives"] == sample["objectives"] + ["Keep the debrief under 10 minutes"]
+
+
+@pytest.mark.parametrize("message,index", [
+    ("remove objective 1", 0), ("remove objective 2", 1), ("delete the last objective", -1)])
+def test_remove_objective_by_number(sample, message, index):
+    _, new = modify(sample, message)
+    expected = list(sample["objectives"])
+    del expected[index]
+    assert new["objectives"] == expected
+
+
+def test_remove_objective_by_text(sample):
+    target = sample["objectives"][0]
+    _, new = modify(sample, f"remove objective {target}")
+    assert new["objectives"] == sample["objectives"][1:]
+
+
+@pytest.mark.parametrize("start,message,expected", [
+    ("beginner", "make it harder", "intermediate"),
+    ("intermediate", "Make it a bit harder", "advanced"),
+    ("advanced", "make it easier", "intermediate"),
+    ("intermediate", "make it easier", "beginner"),
+    ("intermediate", "increase the difficulty", "advanced"),
+])
+def test_difficulty_moves(sample, start, message, expected):
+    sample["difficulty"] = start
+    _, new = modify(sample, message)
+    assert new["difficulty"] == expected
+
+
+def test_harder_at_the_top_stays_and_says_so(sample):
+    sample["difficulty"] = "advanced"
+    out, new = modify(sample, "make it harder")
+    assert new == sample
+    assert "already advanced" in prose(out)
+
+
+def test_several_edits_apply_together(sample):
+    message = ("rename it to Combined; add a role Observer 2: watches closely\n"
+               "remove step 1 and add objective Stay calm, then make it easier")
+    _, new = modify(sample, message)
+    assert new["title"] == "Combined"
+    assert role_names(new)[-1] == "Observer 2"
+    assert step_titles(new) == step_titles(sample)[1:]
+    assert new["objectives"][-1] == "Stay calm"
+    assert new["difficulty"] != sample["difficulty"]
+    assert extras(new) == extras(sample)
+
+
+def test_missing_role_is_reported(sample):
+    out, new = modify(sample, "remove role Wizard")
+    assert new == sample
+    assert "Wizard" in prose(out)
+    assert sample["roles"][0]["name"] in prose(out)
+
+
+# ---------------------------------------------------------------------------
+# modify: unsupported requests
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("message", [
+    "Rewrite the whole thing as a pirate adventure",
+    "make the customer angrier",
+    "set roles to lots of people",
+    "",
+])
+def test_unsupported_edit_returns_unchanged_scenario(sample, message):
+    out, new = modify(sample, message)
+    assert new == sample
+    text = prose(out)
+    assert "offline model" in text and "plain edits" in text
+    assert "OPENAI_API_KEY" in text and "OPENAI_BASE_URL" in text
+    assert "rename it to" in text and "make it harder" in text
+    assert "unchanged" in text
+
+
+def test_partly_supported_request_applies_the_rest(sample):
+    out, new = modify(sample, "make it more dramatic and add role Pirate")
+    assert role_names(new)[-1] == "Pirate"
+    assert "make it more dramatic" in prose(out)
+    assert "OPENAI_API_KEY" in prose(out)
+
+
+def test_modify_without_scenario_creates_one():
+    scenario = extract(compose("modify", "a scenario about a chemical spill", None, []))
+    assert len(scenario["roles"]) >= 3
+
+
+def test_modify_without_scenario_applies_plain_edits_to_a_new_one():
+    scenario = extract(compose("modify", "rename it to Blank Slate and add a role Mentor",
+                               None, []))
+    assert scenario["title"] == "Blank Slate"
+    assert "Mentor" in role_names(scenario)
+
+
+def test_modify_keeps_unknown_nested_values_verbatim():
+    scenario = {"title": "T", "roles": [], "custom": {"deep": [1, {"x": None}]}, "n": 1.5}
+    _, new = modify(scenario, "add a role Lead")
+    assert new["custom"] == scenario["custom"] and new["n"] == 1.5
+
+
+# ---------------------------------------------------------------------------
+# chat
+# ---------------------------------------------------------------------------
+
+
+def sentences(text: str) -> int:
+    return len(re.findall(r"[.!?](?:\s|$)", text.strip()))
+
+
+@pytest.mark.parametrize("message", [
+    "hi", "how do I run this?", "how long does it take?", "what are the objectives?",
+    "who should play what?", "tell me about step 2", "is it too hard?", "what are the roles?",
+    "where does it happen?", "what's the weather like?", "", "what about step 99?",
+    "thanks", "what can you do?",
+])
+def test_chat_is_scenario_aware(sample, message):
+    out = compose("chat", message, sample, [])
+    assert "```" not in out
+    assert 2 <= sentences(out) <= 6
+    names = [sample["title"]] + role_names(sample) + step_titles(sample)
+    assert any(name in out for name in names) or str(sample.get("duration_minutes")) in out
+
+
+def test_chat_names_the_role_asked_about(sample):
+    role = sample["roles"][-1]
+    out = compose("chat", f"Who should play the {role['name']}?", sample, [])
+    assert role["name"] in out
+
+
+def test_chat_about_a_step(sample):
+    out = compose("chat", "what happens in step 2?", sample, [])
+    assert sample["steps"][1]["title"] in out
+    assert sample["steps"][2]["title"] in out  # it says what comes next
+
+
+def test_chat_uses_history_for_a_vague_follow_up(sample):
+    history = [{"role": "user", "content": "What are the objectives?"},
+               {"role": "assistant", "content": "Here they are."}]
+    out = compose("chat", "and then?", sample, history)
+    assert sample["objectives"][0] in out
+
+
+def test_chat_without_scenario_suggests_a_sample():
+    out = compose("chat", "how long should a tabletop exercise take?", None, [])
+    assert "sample" in out and "```" not in out
+    assert 2 <= sentences(out) <= 6
+
+
+# ---------------------------------------------------------------------------
+# Robustness (hypothesis)
+# ---------------------------------------------------------------------------
+
+EDIT_WORDS = st.sampled_from([
+    "add", "remove", "role", "step", "objective", "set", "to", "rename", "it", "and", ";",
+    "\n", "make", "harder", "easier", "the", "1", "2", "last", ":", "title", "difficulty",
+    "summary", "duration_minutes", "tags", "```", "who", "called", "at the start", "after step",
+    ",", ".", "Observer", "Customer", "please", "scenario", "about",
+])
+MESSAGES = st.one_of(
+    st.text(max_size=300),
+    st.lists(EDIT_WORDS, max_size=25).map(" ".join),
+)
+HISTORIES = st.lists(
+    st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant"]),
+                           "content": st.text(max_size=80)}),
+    max_size=4,
+)
+JSON_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(),
+                         st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=30))
+JSON_VALUES = st.recursive(
+    JSON_SCALARS,
+    lambda children: st.one_of(st.lists(children, max_size=4),
+                               st.dictionaries(st.text(max_size=10), children, max_size=4)),
+    max_leaves=12,
+)
+ODD_SCENARIOS = st.dictionaries(
+    st.sampled_from(sorted(CORE_KEYS) + ["duration_minutes", "tags", "extra"]),
+    JSON_VALUES, max_size=8,
+)
+
+
+def check_output(intent: str, out: str) -> None:
+    assert isinstance(out, str) and out.strip()
+    if intent in ("create", "modify"):
+        extract(out)
+    else:
+        assert "```" not in out
+
+
+@pytest.mark.parametrize("intent", INTENTS)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(message=MESSAGES, history=HISTORIES, sample_id=st.sampled_from(SAMPLE_IDS))
+def test_compose_never_raises_with_a_sample(intent, message, history, sample_id):
+    scenario = copy.deepcopy(SAMPLES[sample_id])
+    out = compose(intent, message, scenario, history)
+    assert scenario == SAMPLES[sample_id]
+    check_output(intent, out)
+    assert compose(intent, message, scenario, history) == out
+
+
+@pytest.mark.parametrize("intent", INTENTS)
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(message=MESSAGES, history=HISTORIES)
+def test_compose_never_raises_without_scenario(intent, message, history):
+    check_output(intent, compose(intent, message, None, history))
+
+
+@pytest.mark.parametrize("intent", INTENTS)
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(message=MESSAGES, scenario=ODD_SCENARIOS)
+def test_compose_never_raises_on_odd_scenarios(intent, message, scenario):
+    before = copy.deepcopy(scenario)
+    out = compose(intent, message, scenario, [])
+    assert scenario == before
+    assert isinstance(out, str) and out.strip()
+    if intent in ("create", "modify"):
+        assert out.count("```scenario") == 1 and out.count("```") == 2
+        parsed = json.loads(FENCE_RE.search(out).group(1))
+        assert isinstance(parsed.get("title"), str) and parsed["title"].strip()
+    else:
+        assert "```" not in out
+
+
+@settings(max_examples=50, deadline=None)
+@given(intent=st.text(max_size=10), message=st.text(max_size=50))
+def test_unknown_intent_is_answered_as_chat(intent, message):
+    out = compose(intent, message, copy.deepcopy(SAMPLES[SAMPLE_IDS[0]]), [])
+    assert isinstance(out, str) and out.strip()
