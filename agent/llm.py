@@ -16,6 +16,7 @@ An `{"error": {...}}` payload may arrive instead of a chunk.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Protocol
@@ -55,6 +56,14 @@ async def decode_chat_stream(chunks: AsyncIterator[bytes]) -> AsyncIterator[str 
                 continue
             if event.data == "[DONE]":
                 yield Finish(reason, usage)
+                # Read the body to its end (the chunked terminator follows at once) so that
+                # httpx returns the connection to its pool instead of closing it.
+                try:
+                    async with asyncio.timeout(1.0):
+                        async for _ in chunks:
+                            pass
+                except TimeoutError:
+                    pass
                 return
             try:
                 payload = json.loads(event.data)
@@ -74,9 +83,21 @@ async def decode_chat_stream(chunks: AsyncIterator[bytes]) -> AsyncIterator[str 
             except (ValueError, KeyError, IndexError, TypeError, AttributeError):
                 raise errors.upstream_invalid_response() from None
             if content:
+                if not content.isascii():
+                    content = _well_formed(content)
                 yield content
     # The body ended without `data: [DONE]`: the answer may be cut short.
     raise errors.upstream_interrupted()
+
+
+def _well_formed(text: str) -> str:
+    """json.loads turns a "\\ud800" escape into a lone surrogate, which UTF-8 cannot encode;
+    it would break the frame encoder downstream. Replace it, as a decoder would."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 
 
 def _payload_error(error: Any) -> errors.AgentError:

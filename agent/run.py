@@ -26,6 +26,13 @@ log = logging.getLogger("scenario_agent.run")
 Event = dict[str, Any]
 
 
+def _piece(kind: str, text: str) -> Event:
+    """A splitter piece as an event: `chat` keeps the shape existing front ends read."""
+    if kind == CHAT:
+        return {"type": CHAT, "content": text, "streaming": True}
+    return {"type": kind, "content": text}
+
+
 class Run:
     def __init__(self, request: AgentRequest, model: Model, request_id: str, max_output_tokens: int) -> None:
         self.request = request
@@ -90,7 +97,7 @@ class Run:
                         yield {"type": CHAT, "content": item, "streaming": True}
                     else:
                         for kind, text in splitter.feed(item):
-                            yield {"type": kind, "content": text, "streaming": True} if kind == CHAT else {"type": kind, "content": text}
+                            yield _piece(kind, text)
             except errors.AgentError as exc:
                 error = exc
             except Exception:
@@ -105,7 +112,7 @@ class Run:
                 fsm.fire("finish")
                 if splitter is not None:
                     for kind, text in splitter.flush():
-                        yield {"type": kind, "content": text, "streaming": True} if kind == CHAT else {"type": kind, "content": text}
+                        yield _piece(kind, text)
                     try:
                         scenario = parse_block(splitter.scenario_text)
                     except InvalidScenario as exc:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 from typing import Any
 
 from starlette.requests import Request
@@ -14,14 +16,44 @@ from web.errors import ApiError
 _JSON_TYPES = ("application/json", "text/plain", "")
 
 
+# A \u escape of a UTF-16 surrogate. Paired ones decode to one character; a lone one
+# decodes to a str that cannot be encoded as UTF-8 again (prompt, log line, SSE frame).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"the number {text[:20]} is out of range")
+    return value
+
+
+def _lone_surrogate(value: Any) -> bool:
+    """True if any key or string in value holds an unpaired surrogate (walked without recursion)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 async def read_json(request: Request, max_bytes: int) -> Any:
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media not in _JSON_TYPES and not media.endswith("+json"):
-        raise ApiError(415, "unsupported_media_type", f"Send the body as JSON (application/json or text/plain), not {media}.")
+        raise ApiError(415, "unsupported_media_type", f"Send the body as JSON (application/json or text/plain), not {media[:100]}.")
     too_large = ApiError(413, "body_too_large", f"The body is larger than {max_bytes} bytes.", {"connection": "close"})
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
@@ -39,8 +71,13 @@ async def read_json(request: Request, max_bytes: int) -> Any:
     if not text.strip():
         raise ApiError(400, "invalid_json", "The body is empty; send a JSON object with at least a 'message'.")
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
         raise ApiError(400, "invalid_json", f"The body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}.") from None
-    except (ValueError, RecursionError) as exc:
+    except RecursionError:
+        raise ApiError(400, "invalid_json", "The body is not valid JSON: it is nested too deeply.") from None
+    except ValueError as exc:
         raise ApiError(400, "invalid_json", f"The body is not valid JSON: {exc}.") from None
+    if _SURROGATE_ESCAPE.search(text) and _lone_surrogate(value):
+        raise ApiError(400, "invalid_encoding", "The body holds an unpaired UTF-16 surrogate escape (\\uD800-\\uDFFF), which is not a Unicode character.")
+    return value

@@ -1,12 +1,21 @@
 """The one middleware: request ids, security headers, the access token, one log line per request.
 
 Pure ASGI (no BaseHTTPMiddleware): it never wraps or buffers the body. Its `send`
-wrapper touches only `http.response.start`; body messages go straight through.
+wrapper reads `http.response.start`, and only for a JSON error response the one body
+message (to log its error code); body messages go straight through.
+
+The log line replaces uvicorn's access log (turned off at startup), so each API request
+is exactly one JSON line on stdout:
+    {"request_id", "method", "path", "status" (HTTP), "state" (the run's end state),
+     "intent", "provider", "model", "error_code", "ttft_ms", "tokens", "duration_ms",
+     "client_disconnected", "outcome"}
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import json
 import logging
 import time
 import uuid
@@ -21,6 +30,9 @@ PUBLIC_API_PATHS = frozenset({"/api/agent/scenario/stream/health"})
 
 
 def content_security_policy(frame_ancestors: str) -> str:
+    # A separator would end the directive and let the value add others (or break the header).
+    if any(c in frame_ancestors for c in ";,\r\n"):
+        raise ValueError(f"FRAME_ANCESTORS must be a space-separated list of CSP sources, got {frame_ancestors!r}")
     return (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
         "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
@@ -28,15 +40,24 @@ def content_security_policy(frame_ancestors: str) -> str:
     )
 
 
+def _digest(token: bytes) -> bytes:
+    # Comparing fixed-length digests: the time taken says nothing about the token's length either.
+    return hashlib.sha256(token).digest()
+
+
 class Gate:
     def __init__(self, app: Any, *, access_token: str | None, frame_ancestors: str) -> None:
         self.app = app
-        self.access_token = access_token.encode() if access_token else None
+        self.access_digest = _digest(access_token.encode()) if access_token else None
         self.security_headers = [
             (b"content-security-policy", content_security_policy(frame_ancestors).encode()),
             (b"x-content-type-options", b"nosniff"),
             (b"referrer-policy", b"no-referrer"),
         ]
+        # For browsers without CSP frame-ancestors; only when it says the same thing.
+        legacy = {"'self'": b"SAMEORIGIN", "'none'": b"DENY"}.get(frame_ancestors.strip())
+        if legacy:
+            self.security_headers.append((b"x-frame-options", legacy))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -48,12 +69,19 @@ class Gate:
         state["request_id"] = request_id
         extra_headers = self.security_headers + [(b"x-request-id", request_id.encode())]
         status = 0
+        json_error = False
+        error_code: str | None = None
 
         async def send_with_headers(message: dict[str, Any]) -> None:
-            nonlocal status
+            nonlocal status, json_error, error_code
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), *extra_headers]
+                headers = message.get("headers", ())
+                json_error = status >= 400 and any(k.lower() == b"content-type" and v.startswith(b"application/json") for k, v in headers)
+                message["headers"] = [*headers, *extra_headers]
+            elif json_error and message["type"] == "http.response.body":
+                json_error = False
+                error_code = _error_code(message.get("body", b""))
             await send(message)
 
         path: str = scope["path"]
@@ -68,18 +96,35 @@ class Gate:
             else:
                 await self.app(scope, receive, send_with_headers)
         finally:
-            if path.startswith("/api/"):
-                entry = {"request_id": request_id, "method": scope["method"], "path": path, "status": status}
-                entry.update(state.get("run_summary", {}))
-                entry.setdefault("duration_ms", round((time.perf_counter() - started) * 1000, 1))
-                log.info(entry)
+            entry: dict[str, Any] = {"request_id": request_id, "method": scope["method"], "path": path, "status": status}
+            summary = dict(state.get("run_summary", {}))
+            run_state = summary.pop("status", None)  # the run's machine state, not the HTTP status
+            entry.update(summary)
+            if run_state is not None:
+                entry["state"] = run_state
+            if entry.get("error_code") is None:
+                entry["error_code"] = error_code
+            entry.setdefault("client_disconnected", False)
+            entry.setdefault("duration_ms", round((time.perf_counter() - started) * 1000, 1))
+            log.log(logging.INFO if path.startswith("/api/") else logging.DEBUG, entry)
 
     def _authorized(self, scope: Scope) -> bool:
-        if self.access_token is None:
+        if self.access_digest is None:
             return True
         for name, value in scope["headers"]:
             if name == b"authorization":
                 scheme, _, token = value.partition(b" ")
                 # compare_digest takes the same time wherever the first difference is.
-                return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self.access_token)
+                return hmac.compare_digest(_digest(token.strip()), self.access_digest) and scheme.lower() == b"bearer"
         return False
+
+
+def _error_code(body: bytes) -> str | None:
+    """The `error.code` of a JSON error body, if it is one (they are small: one message)."""
+    if len(body) > 65536:
+        return None
+    try:
+        code = json.loads(body)["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return code if isinstance(code, str) else None

@@ -29,3 +29,6 @@ def configure(level: str) -> None:
         handler.setFormatter(JsonFormatter())
         logger.addHandler(handler)
     logger.propagate = False
+    # web/gate.py writes one JSON line per request; uvicorn's access log would be a
+    # second, unstructured one.
+    logging.getLogger("uvicorn.access").disabled = True

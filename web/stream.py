@@ -84,10 +84,13 @@ class EventStreamResponse:
                 writer.result()  # re-raise a failure of the writer itself
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
             elif outcome == Outcome.SHUTDOWN:
-                # Bounded by the grace period: a client that stopped reading cannot hold up the exit.
-                async with asyncio.timeout(self.grace):
-                    closing = b"".join(encode(e) for e in self.run.stop_events(errors.server_shutdown()))
-                    await send({"type": "http.response.body", "body": closing, "more_body": False})
+                closing = b"".join(encode(e) for e in self.run.stop_events(errors.server_shutdown()))
+                try:
+                    # Bounded by the grace period: a client that stopped reading cannot hold up the exit.
+                    async with asyncio.timeout(self.grace):
+                        await send({"type": "http.response.body", "body": closing, "more_body": False})
+                except TimeoutError:
+                    pass
             # DISCONNECTED: nobody to write to. SEND_TIMEOUT: returning without completing makes
             # uvicorn close the connection; the run and its upstream are already closed.
         finally:

@@ -39,7 +39,8 @@ class Plan:
     # None, "reset" (RST after fault_after tokens), "stall" (silence after fault_after tokens),
     # "malformed" (a line that is not JSON), "missing_fields" (a chunk without choices),
     # "no_done" (end the body without [DONE]), "error_payload" (an {"error": ...} chunk),
-    # "refuse" (close the connection before answering).
+    # "refuse" (close the connection before answering), "surrogate" (a delta whose JSON holds
+    # a lone UTF-16 surrogate escape, "\ud800", valid JSON but not valid Unicode).
     fault: str | None = None
     fault_after: int = 0
     usage: bool = True
@@ -72,6 +73,7 @@ class FakeUpstream:
         self.request_headers: list[dict[str, str]] = []
         self.open_streams = 0
         self.open_connections = 0
+        self.connections_accepted = 0  # every TCP connection ever made to the fake
         self.disconnects: list[float] = []  # time.monotonic() when a client left mid-answer
         self.emitted: list[tuple[float, str]] = []  # (time.monotonic(), token) for every token sent
         self.bytes_sent = 0  # body bytes written to answer streams
@@ -125,6 +127,7 @@ class FakeUpstream:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.open_connections += 1
+        self.connections_accepted += 1
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -167,7 +170,8 @@ class FakeUpstream:
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n")
         self.open_streams += 1
         gone = asyncio.Event()
-        watcher = asyncio.create_task(_watch_eof(reader, gone))
+        early = bytearray()  # bytes of a next request that arrived while the answer was being sent
+        watcher = asyncio.create_task(_watch_eof(reader, gone, early))
         try:
             return await self._stream(plan, writer, gone, auth)
         except ConnectionError:
@@ -179,6 +183,8 @@ class FakeUpstream:
             watcher.cancel()
             # Wait for the watcher to let go of the reader before the next request is read.
             await asyncio.gather(watcher, return_exceptions=True)
+            if early:  # give a pooled client's next request back to the reader, in order
+                reader._buffer[:0] = early  # type: ignore[attr-defined]
 
     async def _stream(self, plan: Plan, writer: asyncio.StreamWriter, gone: asyncio.Event, auth: str = "") -> bool:
         def send_data(payload: str) -> None:
@@ -236,6 +242,13 @@ class FakeUpstream:
             send_data(json.dumps({"error": {"message": message, "type": "server_error", "code": 500}}))
             await writer.drain()
             await _sleep_or_gone(5, gone)
+        elif plan.fault == "surrogate":
+            send_data(json.dumps(chunk("bad \ud800 text")))  # ensure_ascii: sent as the escape
+            send_data(json.dumps(chunk(finish_reason="stop")))  # then a normal end
+            send_data("[DONE]")
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+            return True
         elif plan.fault == "no_done":
             send_data(json.dumps(chunk(finish_reason="stop")))
             writer.write(b"0\r\n\r\n")
@@ -244,10 +257,10 @@ class FakeUpstream:
         return False
 
 
-async def _watch_eof(reader: asyncio.StreamReader, gone: asyncio.Event) -> None:
+async def _watch_eof(reader: asyncio.StreamReader, gone: asyncio.Event, early: bytearray) -> None:
     try:
-        while await reader.read(1024):
-            pass
+        while data := await reader.read(65536):
+            early.extend(data)
     except ConnectionError:
         pass
     gone.set()

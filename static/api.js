@@ -1,0 +1,230 @@
+// Talking to the server: fetch + AbortController, the body read as a byte
+// stream and handed to sse.js chunk by chunk (never parsed as whole JSON
+// documents per read: a read can hold half a frame, or ten).
+//
+// Every /api/ request carries `Authorization: Bearer <token>` once the user
+// has given a token (kept in sessionStorage only).
+
+import { createSSEParser } from "./sse.js";
+
+export const STREAM_URL = "/api/agent/scenario/stream";
+export const BUFFERED_URL = "/api/agent/scenario";
+export const HEALTH_URL = "/api/agent/scenario/stream/health";
+const TOKEN_KEY = "scenario-agent:token";
+
+/** An error to show the user: HTTP error bodies, `error` events, network loss. */
+export class ApiError extends Error {
+  constructor({ code, message, status = 0, retryable = true, retryAfter = null, requestId = null, field = null }) {
+    super(message);
+    this.name = "ApiError";
+    this.code = code;
+    this.status = status;
+    this.retryable = retryable;
+    this.retryAfter = retryAfter;
+    this.requestId = requestId;
+    this.field = field;
+  }
+}
+
+// ---- access token --------------------------------------------------------------
+
+function session() {
+  try {
+    return globalThis.sessionStorage ?? null;
+  } catch {
+    return null;
+  }
+}
+
+let memoryToken = null;
+
+export function getToken() {
+  const s = session();
+  return (s ? s.getItem(TOKEN_KEY) : memoryToken) || null;
+}
+
+export function setToken(token) {
+  const s = session();
+  if (s) {
+    if (token) s.setItem(TOKEN_KEY, token);
+    else s.removeItem(TOKEN_KEY);
+  } else {
+    memoryToken = token || null;
+  }
+}
+
+function headers(extra = {}) {
+  const h = { Accept: "application/json", ...extra };
+  const token = getToken();
+  if (token) h.Authorization = `Bearer ${token}`;
+  return h;
+}
+
+const now = () => performance.now();
+
+// ---- errors ---------------------------------------------------------------------
+
+/** Turn a non-2xx response into an ApiError, reading the JSON error body if any. */
+export async function errorFromResponse(res) {
+  const requestId = res.headers.get("X-Request-ID");
+  const retryAfterHeader = Number(res.headers.get("Retry-After"));
+  let body = null;
+  try {
+    body = await res.json();
+  } catch {
+    body = null;
+  }
+  const e = body && typeof body === "object" && body.error && typeof body.error === "object" ? body.error : {};
+  const status = res.status;
+  const code = typeof e.code === "string" ? e.code : status === 401 ? "unauthorized" : `http_${status}`;
+  const message =
+    typeof e.message === "string" && e.message
+      ? e.message
+      : `The server answered ${status}${res.statusText ? " " + res.statusText : ""}.`;
+  const retryAfter = typeof e.retry_after === "number" ? e.retry_after : Number.isFinite(retryAfterHeader) && retryAfterHeader > 0 ? retryAfterHeader : null;
+  const retryable = typeof e.retryable === "boolean" ? e.retryable : status >= 500 || status === 429 || status === 408;
+  return new ApiError({ code, message, status, retryable, retryAfter, requestId, field: e.field ?? null });
+}
+
+function networkError(cause) {
+  const err = new ApiError({
+    code: "network",
+    message: "The connection to the server was lost. Check that the server is running, then try again.",
+    retryable: true,
+  });
+  err.cause = cause;
+  return err;
+}
+
+export const isAbort = (err, signal) => (signal && signal.aborted) || (err && err.name === "AbortError");
+
+// ---- health ---------------------------------------------------------------------
+
+/** GET the health endpoint: {status, provider, model, active_streams, version}. */
+export async function getHealth({ signal } = {}) {
+  let res;
+  try {
+    res = await fetch(HEALTH_URL, { headers: headers(), signal, cache: "no-store" });
+  } catch (err) {
+    if (isAbort(err, signal)) throw err;
+    throw networkError(err);
+  }
+  if (!res.ok) throw await errorFromResponse(res);
+  return res.json();
+}
+
+// ---- streaming --------------------------------------------------------------------
+
+/**
+ * POST the request and read the SSE stream.
+ *
+ * Callbacks (all optional), each given `t` = ms since the request started:
+ *   onResponse({status, requestId, t})       headers arrived (2xx only)
+ *   onChunk({bytes, t})                        one reader.read() result
+ *   onEvent({type, data, id, t})               one SSE event (raw data text)
+ *   onComment({text, t})                       one comment line, e.g. " ping"
+ *
+ * Resolves to {complete, requestId, t0} when the body ends; rejects with an
+ * ApiError for an HTTP error or network loss, or the AbortError when `signal`
+ * aborts (the partial results were already delivered through the callbacks).
+ */
+export async function streamAgent(body, { signal, onResponse, onChunk, onEvent, onComment } = {}) {
+  const t0 = now();
+  let res;
+  try {
+    res = await fetch(STREAM_URL, {
+      method: "POST",
+      headers: headers({ "Content-Type": "application/json", Accept: "text/event-stream" }),
+      body: JSON.stringify(body),
+      signal,
+      cache: "no-store",
+    });
+  } catch (err) {
+    if (isAbort(err, signal)) throw err;
+    throw networkError(err);
+  }
+  const requestId = res.headers.get("X-Request-ID");
+  if (!res.ok) throw await errorFromResponse(res);
+  if (onResponse) onResponse({ status: res.status, requestId, t: now() - t0 });
+
+  const parser = createSSEParser({
+    onEvent: (e) => onEvent && onEvent({ ...e, t: now() - t0 }),
+    onComment: (text) => onComment && onComment({ text, t: now() - t0 }),
+  });
+  const reader = res.body.getReader();
+  const stopReading = () => reader.cancel().catch(() => {});
+  if (signal) signal.addEventListener("abort", stopReading, { once: true });
+  try {
+    for (;;) {
+      let result;
+      try {
+        result = await reader.read();
+      } catch (err) {
+        if (isAbort(err, signal)) throw err;
+        throw networkError(err);
+      }
+      if (signal && signal.aborted) throw new DOMException("The request was stopped.", "AbortError");
+      if (result.done) break;
+      if (onChunk) onChunk({ bytes: result.value.byteLength, t: now() - t0 });
+      parser.feed(result.value);
+    }
+    parser.end();
+  } finally {
+    if (signal) signal.removeEventListener("abort", stopReading);
+  }
+  return { requestId, t0 };
+}
+
+/**
+ * POST the same body to the buffered endpoint. The body is still read chunk
+ * by chunk so the inspector can show when bytes arrived; the text becomes
+ * visible only once the whole JSON document is in.
+ * Resolves to {result, requestId, tHeaders, tDone}.
+ */
+export async function bufferedAgent(body, { signal, onChunk } = {}) {
+  const t0 = now();
+  let res;
+  try {
+    res = await fetch(BUFFERED_URL, {
+      method: "POST",
+      headers: headers({ "Content-Type": "application/json" }),
+      body: JSON.stringify(body),
+      signal,
+      cache: "no-store",
+    });
+  } catch (err) {
+    if (isAbort(err, signal)) throw err;
+    throw networkError(err);
+  }
+  const tHeaders = now() - t0;
+  const requestId = res.headers.get("X-Request-ID");
+  if (!res.ok) throw await errorFromResponse(res);
+  const reader = res.body.getReader();
+  const parts = [];
+  let size = 0;
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      parts.push(value);
+      size += value.byteLength;
+      if (onChunk) onChunk({ bytes: value.byteLength, t: now() - t0 });
+    }
+  } catch (err) {
+    if (isAbort(err, signal)) throw err;
+    throw networkError(err);
+  }
+  const all = new Uint8Array(size);
+  let offset = 0;
+  for (const p of parts) {
+    all.set(p, offset);
+    offset += p.byteLength;
+  }
+  let result;
+  try {
+    result = JSON.parse(new TextDecoder().decode(all));
+  } catch {
+    throw new ApiError({ code: "bad_response", message: "The server's answer was not valid JSON.", requestId });
+  }
+  return { result, requestId, tHeaders, tDone: now() - t0 };
+}

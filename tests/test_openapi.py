@@ -1,0 +1,198 @@
+"""The hand-kept OpenAPI document (docs/openapi.json), and a bounded fuzz of the live API from it.
+
+schemathesis generates requests from the document (valid ones and, separately, ones that
+break it) and sends them to a live server; every answer must be documented, match its
+schema, never be a 5xx, and every request that breaks the schema must be rejected with
+a 4xx. Stream bodies are checked frame by frame: schemathesis validates each Server-Sent
+Event against `SseFrame`, and this test validates each frame's JSON against `StreamEvent`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+import jsonschema_rs
+import pytest
+import requests
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    negative_data_rejection,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from tests.support.harness import assert_well_formed
+from tests.support.servers import LiveApp, parse_frames
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "openapi.json"
+TOKEN = "fuzz-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+EXAMPLES = 100  # per operation and mode: about 10 s in all
+
+
+@pytest.fixture(scope="module")
+def live() -> Iterator[LiveApp]:
+    env = {"OFFLINE_TOKEN_DELAY_MS": "0", "APP_ACCESS_TOKEN": TOKEN, "RATE_LIMIT_PER_MINUTE": "0"}
+    with LiveApp(env) as live:
+        yield live
+
+
+@pytest.fixture(scope="module")
+def schema(live: LiveApp) -> Any:
+    # Loaded from the server, so the document it serves is the one tested.
+    return schemathesis.openapi.from_url(live.url + "/openapi.json")
+
+
+def document() -> dict[str, Any]:
+    return json.loads(DOC.read_text())
+
+
+# -- the document itself ---------------------------------------------------------------------------
+
+
+def test_document_is_valid_openapi_3() -> None:
+    doc = document()
+    assert doc["openapi"].startswith("3.0.")
+    validator = pytest.importorskip("openapi_spec_validator")
+    validator.validate(doc)
+
+
+def test_served_document_is_the_file(live: LiveApp) -> None:
+    response = httpx.get(live.url + "/openapi.json", timeout=10)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json() == document()
+
+
+def test_document_covers_the_routes_and_codes() -> None:
+    doc = document()
+    assert set(doc["paths"]) == {"/api/agent/scenario/stream", "/api/agent/scenario", "/api/agent/scenario/stream/health", "/openapi.json"}
+    stream = doc["paths"]["/api/agent/scenario/stream"]["post"]["responses"]
+    assert set(stream) >= {"200", "400", "401", "413", "415", "422", "429", "503"}
+    assert "text/event-stream" in stream["200"]["content"]
+    codes = doc["components"]["schemas"]["ErrorEvent"]["properties"]["code"]["enum"]
+    assert set(codes) == {
+        "upstream_auth", "upstream_rate_limited", "upstream_unavailable", "upstream_timeout", "upstream_interrupted",
+        "upstream_invalid_response", "upstream_rejected", "invalid_scenario", "internal", "server_shutdown",
+    }
+    limits = doc["components"]["schemas"]["AgentRequest"]["properties"]
+    assert limits["message"]["maxLength"] == 8000 and limits["history"]["maxItems"] == 50
+
+
+# -- frame schema: the JSON in each `data:` line -----------------------------------------------------
+
+
+def _jsonschema(value: Any) -> Any:
+    """OpenAPI 3.0 schema objects to JSON Schema: `nullable: true` becomes a "null" type."""
+    if isinstance(value, list):
+        return [_jsonschema(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out = {k: _jsonschema(v) for k, v in value.items() if k not in ("nullable", "discriminator")}
+    if value.get("nullable"):
+        if "type" in out:
+            out["type"] = [out["type"], "null"]
+        if "enum" in out and None not in out["enum"]:
+            out["enum"] = [*out["enum"], None]
+        if "$ref" in out:
+            out = {"anyOf": [{"$ref": out.pop("$ref")}, {"type": "null"}], **out}
+    return out
+
+
+def event_validator() -> Any:
+    components = _jsonschema(document()["components"])
+    return jsonschema_rs.Draft7Validator({"components": components, "allOf": [{"$ref": "#/components/schemas/StreamEvent"}]})
+
+
+STREAM_EVENT = event_validator()
+
+
+def check_stream_body(content: bytes) -> None:
+    """A 200 stream: every frame's JSON matches StreamEvent, start first, done last."""
+    frames = parse_frames(content)
+    for kind, data in frames:
+        if kind == "comment":
+            continue
+        errors = [e.message for e in STREAM_EVENT.iter_errors(data)]
+        assert not errors, (kind, data, errors)
+    assert_well_formed(frames)
+
+
+def test_event_schema_rejects_wrong_frames() -> None:
+    """The frame check can fail."""
+    assert STREAM_EVENT.is_valid({"type": "done", "finish_reason": "stop", "usage": None, "timings": {"ttft_ms": None, "total_ms": 1.0}})
+    assert not STREAM_EVENT.is_valid({"type": "done", "finish_reason": "stop"})
+    assert not STREAM_EVENT.is_valid({"type": "error", "code": "made_up", "message": "x", "retryable": True})
+    assert not STREAM_EVENT.is_valid({"type": "chat"})
+
+
+# -- the fuzz ------------------------------------------------------------------------------------------
+
+def header(response: Any, name: str) -> str:
+    values = response.headers.get(name) or [""]  # schemathesis keeps a list per header
+    return values[0] if isinstance(values, list) else values
+
+
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance, response_headers_conformance]
+OPERATIONS = [
+    ("/api/agent/scenario/stream", "POST"),
+    ("/api/agent/scenario", "POST"),
+    ("/api/agent/scenario/stream/health", "GET"),
+    ("/openapi.json", "GET"),
+]
+FUZZ_SETTINGS = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    database=None,
+    derandomize=False,
+    suppress_health_check=list(HealthCheck),
+)
+
+
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=["valid", "invalid"])
+@pytest.mark.parametrize("path, method", OPERATIONS, ids=[f"{m} {p}" for p, m in OPERATIONS])
+def test_fuzz(live: LiveApp, schema: Any, path: str, method: str, mode: GenerationMode) -> None:
+    operation = schema[path][method]
+    if mode == GenerationMode.NEGATIVE and method == "GET":
+        pytest.skip("no parameters to break")
+    statuses: list[int] = []
+    started = time.monotonic()
+
+    @FUZZ_SETTINGS
+    @given(case=operation.as_strategy(generation_mode=mode))
+    def run(case: Any) -> None:
+        assert time.monotonic() - started < 60, "fuzzing took too long"
+        response = case.call(base_url=live.url, headers=AUTH, timeout=20)
+        checks = CHECKS + ([negative_data_rejection] if mode == GenerationMode.NEGATIVE else [])
+        case.validate_response(response, checks=checks, headers=AUTH)
+        statuses.append(response.status_code)
+        assert response.status_code < 500
+        assert header(response, "x-request-id")
+        if response.status_code == 200 and header(response, "content-type").startswith("text/event-stream"):
+            content = response.content
+            if response.stream_cut_short:  # schemathesis reads only the first events: fetch it all
+                replay = requests.request(**case.as_transport_kwargs(base_url=live.url, headers=AUTH), timeout=20)
+                assert replay.status_code == 200
+                content = replay.content
+            check_stream_body(content)
+        elif response.status_code >= 400:
+            error = response.json()["error"]
+            assert error["code"] and error["message"]
+
+    run()
+    assert statuses, "nothing was sent"
+    if mode == GenerationMode.NEGATIVE:
+        assert all(400 <= s < 500 for s in statuses), statuses
+    else:
+        assert 200 in statuses, statuses  # valid requests do get answered
+    assert live.wait_no_streams(5) == 0
