@@ -167,7 +167,10 @@ class OpenAICompatible:
                 stream_options={"include_usage": True},
                 max_tokens=max_tokens,
             ) as response:
-                async for item in decode_chat_stream(response.http_response.aiter_bytes()):
+                http = response.http_response
+                # Undecoded bytes unless the server compressed the stream (rare for SSE).
+                chunks = http.aiter_bytes() if "content-encoding" in http.headers else http.aiter_raw()
+                async for item in decode_chat_stream(chunks):
                     yield item
         except (openai.APIError, httpx.HTTPError) as exc:
             mapped = map_exception(exc)

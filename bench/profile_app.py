@@ -298,7 +298,6 @@ def mem(o) -> int:
                 time.sleep(0.1)
             return tracemalloc.Snapshot.load("%s.%d" % (snap, i))
 
-        rss0 = bench.tree_status_kb(pid, "VmRSS")
         s0 = take(0)
         rss0b = bench.tree_status_kb(pid, "VmRSS")
         hold = 40.0

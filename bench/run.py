@@ -800,8 +800,8 @@ def main(argv=None) -> int:
     os.makedirs(RESULTS, exist_ok=True)
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = tempfile.mkdtemp(prefix="run-%s-" % stamp, dir=RESULTS)
-    cmdline = "python3 bench/run.py" + ("" if len(sys.argv) <= 1 else " " + " ".join(
-        shlex.quote(x) for x in sys.argv[1:]))
+    cmdline = "python3 bench/%s" % os.path.basename(sys.argv[0] or "run.py") + (
+        "" if len(sys.argv) <= 1 else " " + " ".join(shlex.quote(x) for x in sys.argv[1:]))
     t0 = time.time()
     result = {"date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
               "command": cmdline, "machine": machine_info(),

@@ -377,8 +377,9 @@ def main(argv=None) -> int:
     state = State(a.tokens, a.interval_ms)
     if a.uvloop:
         import uvloop
-        uvloop.install()
-    asyncio.run(serve(a.host, a.port, state, a.ready_file))
+        uvloop.run(serve(a.host, a.port, state, a.ready_file))
+    else:
+        asyncio.run(serve(a.host, a.port, state, a.ready_file))
     return 0
 
 

@@ -10,8 +10,9 @@ beside the writer. Unlike it, the stream also
   the stream and releases the upstream,
 - on server shutdown, ends with `error` (server_shutdown) and `done`.
 
-Those three share one `_watch` task that wakes about once a second, so the per-token
-path is only: encode, stamp the time, send.
+Those three and the disconnect listener share one `_watch` task, which waits for
+`http.disconnect` and between waits (about once a second) checks the rest, so a stream
+is two tasks and the per-token path is only: encode, stamp the time, send.
 """
 
 from __future__ import annotations
@@ -68,18 +69,15 @@ class EventStreamResponse:
             await send({"type": "http.response.start", "status": 200, "headers": STREAM_HEADERS})
             self._last_write = asyncio.get_running_loop().time()
             writer = asyncio.create_task(self._write_events(send))
-            listener = asyncio.create_task(_wait_disconnect(receive))
-            watcher = asyncio.create_task(self._watch(send))
-            done, _ = await asyncio.wait({writer, listener, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            watcher = asyncio.create_task(self._watch(receive, send))
+            done, _ = await asyncio.wait({writer, watcher}, return_when=asyncio.FIRST_COMPLETED)
             if writer in done:
                 outcome = Outcome.COMPLETE
-            elif listener in done:
-                outcome = Outcome.DISCONNECTED
             else:
                 outcome = watcher.result()
                 if outcome == Outcome.SHUTDOWN:
                     self.run.stop_code = "server_shutdown"
-            await _settle({writer, listener, watcher} - done)
+            await _settle({writer, watcher} - done)
             if outcome == Outcome.COMPLETE:
                 writer.result()  # re-raise a failure of the writer itself
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -110,16 +108,19 @@ class EventStreamResponse:
             # finally releases the upstream now, not whenever it is garbage collected.
             await events.aclose()
 
-    async def _watch(self, send: Send) -> str:
+    async def _watch(self, receive: Receive, send: Send) -> str:
+        """Wait for the client to leave; between waits (about once a second), check the rest."""
         loop_time = asyncio.get_running_loop().time
         tick = max(0.01, min(1.0, self.heartbeat / 2, self.send_timeout / 2))
         while True:
             try:
                 async with asyncio.timeout(tick):
-                    await self.shutdown.wait()
-                return Outcome.SHUTDOWN
+                    await _wait_disconnect(receive)
+                return Outcome.DISCONNECTED
             except TimeoutError:
                 pass
+            if self.shutdown.is_set():
+                return Outcome.SHUTDOWN
             now = loop_time()
             if self._send_started:
                 if now - self._send_started > self.send_timeout:
