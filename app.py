@@ -84,6 +84,7 @@ class Service:
         # out of the collector's view so full collections under load are short (fewer pauses
         # that stall every stream at once).
         gc.freeze()
+        gc.set_threshold(20_000, 50, 100)
         log.info({"message": "started", "provider": self.model.provider, "model": self.model.model, "version": VERSION})
         try:
             yield

@@ -1,0 +1,224 @@
+"""agent/transport.py: the HTTP/1.1 transport the upstream stream is read through.
+
+Each test runs a tiny scripted server on loopback (or TLS on loopback) and an
+httpx.AsyncClient using the transport, and checks bytes, pooling, timeouts and errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import ssl
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from agent.transport import StreamingTransport
+
+Handler = "Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]"
+
+
+async def read_request(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    return head + await reader.readexactly(length)
+
+
+def serve(handler, tls: ssl.SSLContext | None = None):
+    """Run `check(base_url, state)` against a server whose connections run `handler`."""
+
+    async def run(check):
+        state = {"connections": 0, "requests": []}
+
+        async def on_connect(reader, writer):
+            state["connections"] += 1
+            try:
+                await handler(reader, writer, state)
+            except (ConnectionError, asyncio.IncompleteReadError):
+                pass
+            finally:
+                writer.close()
+
+        server = await asyncio.start_server(on_connect, "127.0.0.1", 0, ssl=tls)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            return await check(f"{'https' if tls else 'http'}://127.0.0.1:{port}", state)
+        finally:
+            server.close()
+
+    return run
+
+
+def chunked_server(pieces: list[bytes], keep_alive: bool = True):
+    """Answers every request with `pieces` written one by one (already chunk-framed)."""
+
+    async def handler(reader, writer, state):
+        while True:
+            state["requests"].append(await read_request(reader))
+            writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-type: text/event-stream\r\n\r\n")
+            for piece in pieces:
+                writer.write(piece)
+                await writer.drain()
+                await asyncio.sleep(0.001)
+            if not keep_alive:
+                return
+
+    return handler
+
+
+def frame(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+BODY = b"data: one\n\ndata: two \xc3\xa9\n\n"
+
+
+async def fetch(client: httpx.AsyncClient, url: str) -> tuple[int, bytes]:
+    async with client.stream("POST", url + "/v1/chat/completions", json={"x": 1}) as response:
+        return response.status_code, b"".join([chunk async for chunk in response.aiter_raw()])
+
+
+def test_chunked_body_split_at_every_byte_is_reassembled():
+    wire = frame(BODY[:10]) + frame(BODY[10:]) + b"0\r\n\r\n"
+    for cut in range(1, len(wire)):
+        async def check(url, state):
+            async with httpx.AsyncClient(transport=StreamingTransport()) as client:
+                return await fetch(client, url)
+
+        status, body = asyncio.run(serve(chunked_server([wire[:cut], wire[cut:]], keep_alive=False))(check))
+        assert (status, body) == (200, BODY), cut
+
+
+def test_each_chunk_is_yielded_as_soon_as_it_arrives():
+    async def handler(reader, writer, state):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n" + frame(b"first"))
+        await writer.drain()
+        await asyncio.sleep(0.5)
+        writer.write(frame(b"second") + b"0\r\n\r\n")
+        await writer.drain()
+
+    async def check(url, state):
+        async with httpx.AsyncClient(transport=StreamingTransport()) as client:
+            async with client.stream("GET", url) as response:
+                t0 = time.monotonic()
+                seen = [(time.monotonic() - t0, chunk) async for chunk in response.aiter_raw()]
+        return seen
+
+    seen = asyncio.run(serve(handler)(check))
+    assert [c for _, c in seen] == [b"first", b"second"]
+    assert seen[0][0] < 0.3 and seen[1][0] > 0.4
+
+
+def test_keep_alive_connection_is_reused_and_request_is_well_formed():
+    async def check(url, state):
+        async with httpx.AsyncClient(transport=StreamingTransport()) as client:
+            results = [await fetch(client, url) for _ in range(3)]
+        return results, state
+
+    results, state = asyncio.run(serve(chunked_server([frame(BODY) + b"0\r\n\r\n"]))(check))
+    assert results == [(200, BODY)] * 3
+    assert state["connections"] == 1
+    request = state["requests"][0]
+    assert request.startswith(b"POST /v1/chat/completions HTTP/1.1\r\n")
+    assert b"\r\nhost: 127.0.0.1:" in request.lower() and request.endswith(b'{"x":1}')
+
+
+def test_a_pooled_connection_the_server_closed_is_replaced_transparently():
+    async def handler(reader, writer, state):
+        state["requests"].append(await read_request(reader))
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        await writer.drain()
+        # ...then close, as a server whose keep-alive timer ran out would.
+
+    async def check(url, state):
+        async with httpx.AsyncClient(transport=StreamingTransport()) as client:
+            first = await fetch(client, url)
+            await asyncio.sleep(0.1)
+            second = await fetch(client, url)
+        return first, second, state["connections"]
+
+    assert asyncio.run(serve(handler)(check)) == ((200, b"ok"), (200, b"ok"), 2)
+
+
+def test_body_until_close_and_error_status():
+    async def handler(reader, writer, state):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\n\r\nbusy, try later")
+        await writer.drain()
+
+    async def check(url, state):
+        async with httpx.AsyncClient(transport=StreamingTransport()) as client:
+            response = await client.get(url)
+            return response.status_code, response.text, response.reason_phrase
+
+    assert asyncio.run(serve(handler)(check)) == (503, "busy, try later", "Service Unavailable")
+
+
+def test_silence_longer_than_the_read_timeout_is_a_read_timeout():
+    async def handler(reader, writer, state):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n" + frame(b"a"))
+        await writer.drain()
+        await asyncio.sleep(5)
+
+    async def check(url, state):
+        async with httpx.AsyncClient(transport=StreamingTransport(), timeout=httpx.Timeout(5, read=0.3)) as client:
+            got = []
+            t0 = time.monotonic()
+            with pytest.raises(httpx.ReadTimeout):
+                async with client.stream("GET", url) as response:
+                    async for chunk in response.aiter_raw():
+                        got.append(chunk)
+            return got, time.monotonic() - t0
+
+    got, elapsed = asyncio.run(serve(handler)(check))
+    assert got == [b"a"] and 0.25 < elapsed < 2
+
+
+def test_a_body_cut_short_is_a_protocol_error_and_refused_is_a_connect_error():
+    async def handler(reader, writer, state):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n" + frame(b"partial"))
+        await writer.drain()
+
+    async def check(url, state):
+        async with httpx.AsyncClient(transport=StreamingTransport()) as client:
+            with pytest.raises(httpx.RemoteProtocolError):
+                await fetch(client, url)
+            with pytest.raises(httpx.ConnectError):
+                await client.get("http://127.0.0.1:1/")
+        return True
+
+    assert asyncio.run(serve(handler)(check))
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command to make a test certificate")
+def test_tls(tmp_path: Path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    client_ctx = ssl.create_default_context(cafile=str(cert))
+
+    async def check(url, state):
+        async with httpx.AsyncClient(transport=StreamingTransport(ssl_context=client_ctx)) as client:
+            results = [await fetch(client, url) for _ in range(2)]
+        async with httpx.AsyncClient(transport=StreamingTransport()) as strict:
+            with pytest.raises(httpx.ConnectError):  # not trusted by the default CAs
+                await fetch(strict, url)
+        return results, state["connections"]
+
+    results, connections = asyncio.run(serve(chunked_server([frame(BODY) + b"0\r\n\r\n"]), tls=server_ctx)(check))
+    assert results == [(200, BODY)] * 2
+    assert connections == 1  # kept alive and reused over TLS (the strict client never got past the handshake)
