@@ -128,13 +128,12 @@ export async function getHealth({ signal } = {}) {
  * ApiError for an HTTP error or network loss, or the AbortError when `signal`
  * aborts (the partial results were already delivered through the callbacks).
  */
-export async function streamAgent(body, { signal, onResponse, onChunk, onEvent, onComment } = {}) {
-  const t0 = now();
-  let res;
+/** POST a JSON body; a failure to reach the server becomes a network ApiError. */
+async function postJSON(url, body, signal, extraHeaders = {}) {
   try {
-    res = await fetch(STREAM_URL, {
+    return await fetch(url, {
       method: "POST",
-      headers: headers({ "Content-Type": "application/json", Accept: "text/event-stream" }),
+      headers: headers({ "Content-Type": "application/json", ...extraHeaders }),
       body: JSON.stringify(body),
       signal,
       cache: "no-store",
@@ -143,6 +142,11 @@ export async function streamAgent(body, { signal, onResponse, onChunk, onEvent, 
     if (isAbort(err, signal)) throw err;
     throw networkError(err);
   }
+}
+
+export async function streamAgent(body, { signal, onResponse, onChunk, onEvent, onComment } = {}) {
+  const t0 = now();
+  const res = await postJSON(STREAM_URL, body, signal, { Accept: "text/event-stream" });
   const requestId = res.headers.get("X-Request-ID");
   if (!res.ok) throw await errorFromResponse(res);
   if (onResponse) onResponse({ status: res.status, requestId, t: now() - t0 });
@@ -183,19 +187,7 @@ export async function streamAgent(body, { signal, onResponse, onChunk, onEvent, 
  */
 export async function bufferedAgent(body, { signal, onChunk } = {}) {
   const t0 = now();
-  let res;
-  try {
-    res = await fetch(BUFFERED_URL, {
-      method: "POST",
-      headers: headers({ "Content-Type": "application/json" }),
-      body: JSON.stringify(body),
-      signal,
-      cache: "no-store",
-    });
-  } catch (err) {
-    if (isAbort(err, signal)) throw err;
-    throw networkError(err);
-  }
+  const res = await postJSON(BUFFERED_URL, body, signal);
   const tHeaders = now() - t0;
   const requestId = res.headers.get("X-Request-ID");
   if (!res.ok) throw await errorFromResponse(res);

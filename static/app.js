@@ -6,7 +6,7 @@
 import { ApiError, bufferedAgent, getHealth, getToken, isAbort, setToken, streamAgent } from "./api.js";
 import { checkScenarioText, diff, validateScenario } from "./json-tools.js";
 import { createInspector } from "./inspector.js";
-import { changeTarget, createPreview, describeChange, describeChanges, highlightChanges, renderScenario } from "./scenario-view.js";
+import { changeTarget, createPreview, describeChange, describeChanges, el, highlightChanges, renderScenario } from "./scenario-view.js";
 import {
   buildHistory,
   canRedo,
@@ -77,13 +77,6 @@ let editorDirty = false;
 
 // ---------------------------------------------------------------------------
 // small helpers
-
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
 
 function announce(text) {
   // A polite live region used for milestones only (never per token).

@@ -10,7 +10,8 @@ import { isPlainObject, parentPointer, parsePointer, pointer } from "./json-tool
 const KNOWN = ["title", "summary", "difficulty", "setting", "roles", "steps", "objectives"];
 const pathMaps = new WeakMap(); // container -> Map(pointer -> element)
 
-function el(tag, className, text) {
+/** A new element with an optional class and text (text goes in as text, never as HTML). */
+export function el(tag, className, text) {
   const node = document.createElement(tag);
   if (className) node.className = className;
   if (text !== undefined) node.textContent = text;
