@@ -1,6 +1,6 @@
 """The one middleware: request ids, security headers, the access token, one log line per request.
 
-Pure ASGI (no BaseHTTPMiddleware): it never wraps or buffers the body. Its `send`
+Pure ASGI (not Starlette's body-wrapping middleware base class): it never buffers the body. Its `send`
 wrapper reads `http.response.start`, and only for a JSON error response the one body
 message (to log its error code); body messages go straight through.
 
