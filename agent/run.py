@@ -3,7 +3,7 @@
     start -> (chat | scenario_delta)* -> [scenario] -> [error] -> done
 
 `done` is always the last event, after an error too. The upstream stream is closed in
-exactly one place (`_close_upstream`), whatever ends the run: the last delta, an error,
+exactly one place (the `finally` around the token loop), whatever ends the run: the last delta, an error,
 the consumer closing this generator (client gone), or cancellation (shutdown).
 """
 
@@ -104,8 +104,10 @@ class Run:
                 log.exception("run %s failed", self.request_id)
                 error = errors.internal()
             finally:
-                await upstream.aclose()  # _close_upstream: the one place the upstream is released
+                await upstream.aclose()  # the one place the upstream is released
 
+            if error is None and finish is None:
+                error = errors.upstream_interrupted()  # a model stream must end with a Finish
             if error is None:
                 assert finish is not None
                 self.usage = finish.usage
