@@ -186,11 +186,13 @@ def _http_error(request: Request, exc: Exception) -> Response:
     if not request.url.path.startswith("/api/"):
         return PlainTextResponse(exc.detail, status_code=exc.status_code, headers=exc.headers)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    request.scope.setdefault("state", {})["error_code"] = code
     return error_response(exc.status_code, {"code": code, "message": f"{exc.detail}: {request.method} {request.url.path}"}, exc.headers)
 
 
 def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
+    request.scope.setdefault("state", {})["error_code"] = exc.code
     return exc.response()
 
 

@@ -143,7 +143,7 @@ class Run:
             "intent": self.intent,
             "provider": self.model.provider,
             "model": self.model.model,
-            "status": self.machine.state,
+            "state": self.machine.state,
             "error_code": self.error_code,
             "ttft_ms": self.ttft_ms,
             "tokens": self.deltas,

@@ -1,8 +1,8 @@
 """The one middleware: request ids, security headers, the access token, one log line per request.
 
 Pure ASGI (not Starlette's body-wrapping middleware base class): it never buffers the body. Its `send`
-wrapper reads `http.response.start`, and only for a JSON error response the one body
-message (to log its error code); body messages go straight through.
+wrapper touches only `http.response.start`; body messages go straight through. Error codes
+reach the log line through scope["state"]["error_code"], set where an error is answered.
 
 The log line replaces uvicorn's access log (turned off at startup), so each API request
 is exactly one JSON line on stdout:
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 import time
 import uuid
@@ -69,24 +68,18 @@ class Gate:
         state["request_id"] = request_id
         extra_headers = self.security_headers + [(b"x-request-id", request_id.encode())]
         status = 0
-        json_error = False
-        error_code: str | None = None
 
         async def send_with_headers(message: dict[str, Any]) -> None:
-            nonlocal status, json_error, error_code
+            nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = message.get("headers", ())
-                json_error = status >= 400 and any(k.lower() == b"content-type" and v.startswith(b"application/json") for k, v in headers)
-                message["headers"] = [*headers, *extra_headers]
-            elif json_error and message["type"] == "http.response.body":
-                json_error = False
-                error_code = _error_code(message.get("body", b""))
+                message["headers"] = [*message.get("headers", ()), *extra_headers]
             await send(message)
 
         path: str = scope["path"]
         try:
             if path.startswith("/api/") and path not in PUBLIC_API_PATHS and not self._authorized(scope):
+                state["error_code"] = "unauthorized"
                 response = error_response(
                     401,
                     {"code": "unauthorized", "message": "This server needs an access token: send 'Authorization: Bearer <token>'."},
@@ -97,13 +90,9 @@ class Gate:
                 await self.app(scope, receive, send_with_headers)
         finally:
             entry: dict[str, Any] = {"request_id": request_id, "method": scope["method"], "path": path, "status": status}
-            summary = dict(state.get("run_summary", {}))
-            run_state = summary.pop("status", None)  # the run's machine state, not the HTTP status
-            entry.update(summary)
-            if run_state is not None:
-                entry["state"] = run_state
+            entry.update(state.get("run_summary", {}))  # intent, model, state, ttft_ms, tokens, ...
             if entry.get("error_code") is None:
-                entry["error_code"] = error_code
+                entry["error_code"] = state.get("error_code")  # set where an HTTP error is answered
             entry.setdefault("client_disconnected", False)
             entry.setdefault("duration_ms", round((time.perf_counter() - started) * 1000, 1))
             log.log(logging.INFO if path.startswith("/api/") else logging.DEBUG, entry)
@@ -118,13 +107,3 @@ class Gate:
                 return hmac.compare_digest(_digest(token.strip()), self.access_digest) and scheme.lower() == b"bearer"
         return False
 
-
-def _error_code(body: bytes) -> str | None:
-    """The `error.code` of a JSON error body, if it is one (they are small: one message)."""
-    if len(body) > 65536:
-        return None
-    try:
-        code = json.loads(body)["error"]["code"]
-    except (ValueError, KeyError, TypeError):
-        return None
-    return code if isinstance(code, str) else None
