@@ -140,7 +140,7 @@ class _RefParser:
 # Per-stream accounting
 # ---------------------------------------------------------------------------
 class StreamRec:
-    __slots__ = ("idx", "t_send", "t_first", "stamp0", "added", "next_seq", "seq_errors",
+    __slots__ = ("idx", "t_send", "t_first", "stamp0", "added", "emits", "next_seq", "seq_errors",
                  "done", "error", "status", "events", "comments", "t_last", "parser",
                  "target")
 
@@ -151,6 +151,7 @@ class StreamRec:
         self.t_first = None
         self.stamp0 = None
         self.added: list[float] = []
+        self.emits: list[float] = []  # emit stamp of each token in `added`, for the timeline
         self.next_seq = 0
         self.seq_errors = 0
         self.done = False
@@ -214,6 +215,7 @@ class StreamRec:
                     self.t_first = now
                     self.stamp0 = emit
                 self.added.append(now - emit)
+                self.emits.append(emit)
 
 
 # ---------------------------------------------------------------------------
@@ -470,11 +472,29 @@ def summarize(raw: dict) -> dict:
     s["tokens_per_s"] = (raw["tokens"] / dur) if dur else None
     s["client_cpu_s"] = raw.get("client_cpu_s")
     s["errors"] = raw.get("errors", [])[:5]
+    s["timeline"] = timeline(raw.get("emit_s") or [], raw["added_ms"])
     return s
 
 
+def timeline(emits: list[float], added_ms: list[float], step_s: float = 0.25) -> list[dict]:
+    """Added latency by when the token was emitted (buckets of `step_s` from the first emit):
+    shows whether the slow tokens come from the start-up burst or from the whole run."""
+    if not emits or len(emits) != len(added_ms):
+        return []
+    t0 = min(emits)
+    buckets: dict[int, list[float]] = {}
+    for emit, added in zip(emits, added_ms):
+        buckets.setdefault(int((emit - t0) / step_s), []).append(added)
+    rows = []
+    for k in sorted(buckets):
+        v = sorted(buckets[k])
+        rows.append({"from_s": round(k * step_s, 2), "tokens": len(v), "p50": pct(v, 50),
+                     "p99": pct(v, 99), "max": v[-1]})
+    return rows
+
+
 def merge(raws: list[dict]) -> dict:
-    out = {"streams": 0, "streams_ok": 0, "tokens": 0, "added_ms": [],
+    out = {"streams": 0, "streams_ok": 0, "tokens": 0, "added_ms": [], "emit_s": [],
            "first_token_overhead_ms": [], "ttft_ms": [], "req_path_ms": [], "errors": [],
            "client_cpu_s": 0.0, "first_token_streams": 0, "seq_errors": 0, "comments": 0}
     starts, ends = [], []
@@ -482,7 +502,7 @@ def merge(raws: list[dict]) -> dict:
         for k in ("streams", "streams_ok", "tokens", "first_token_streams", "seq_errors",
                   "comments"):
             out[k] += r.get(k, 0)
-        for k in ("added_ms", "first_token_overhead_ms", "ttft_ms", "req_path_ms", "errors"):
+        for k in ("added_ms", "emit_s", "first_token_overhead_ms", "ttft_ms", "req_path_ms", "errors"):
             out[k].extend(r.get(k, []))
         out["client_cpu_s"] += r.get("client_cpu_s") or 0.0
         if r.get("t_start"):
@@ -519,7 +539,7 @@ async def amain(a) -> dict:
     cpu1 = os.times()
 
     raw = {"target": target, "url": a.url, "transport": a.transport, "streams": C,
-           "streams_ok": 0, "tokens": 0, "added_ms": [], "first_token_overhead_ms": [],
+           "streams_ok": 0, "tokens": 0, "added_ms": [], "emit_s": [], "first_token_overhead_ms": [],
            "ttft_ms": [], "req_path_ms": [], "errors": [], "first_token_streams": 0,
            "seq_errors": 0, "comments": 0,
            "client_cpu_s": (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system),
@@ -531,6 +551,7 @@ async def amain(a) -> dict:
         raw["seq_errors"] += r.seq_errors
         raw["comments"] += r.parser.comments
         raw["added_ms"].extend(round(x * 1000.0, 4) for x in r.added)
+        raw["emit_s"].extend(r.emits)
         if r.t_first is not None:
             raw["first_token_streams"] += 1
             raw["first_token_overhead_ms"].append(round((r.t_first - r.stamp0) * 1000.0, 4))

@@ -74,3 +74,35 @@ def test_closing_the_run_mid_stream_closes_the_model_and_records_cancel():
     seen = asyncio.run(take_two_then_leave())
     assert [e["type"] for e in seen] == ["start", "chat"]
     assert model.closed and run.machine.state == "cancelled"
+
+
+def test_event_stream_sends_the_start_through_the_wrappers_and_body_frames_below_them():
+    """web/stream.py: `http.response.start` goes through `send` (the gate adds headers there);
+    body frames go to scope["state"]["send_body"], in order, and the stream ends through `send`."""
+    from web.stream import EventStreamResponse
+
+    model = ScriptedModel("a", "b", Finish("stop", None))
+    run = Run(AgentRequest("hi", None, (), "chat"), model, "req-1", 100)
+    wrapped: list[dict] = []
+    below: list[dict] = []
+
+    async def send(message):
+        wrapped.append(message)
+
+    async def send_body(message):
+        below.append(message)
+
+    async def receive():
+        await asyncio.sleep(60)  # the client never leaves
+        return {"type": "http.disconnect"}
+
+    async def serve():
+        response = EventStreamResponse(run, heartbeat=15, send_timeout=5, grace=1, shutdown=asyncio.Event(), on_close=lambda outcome: None)
+        await response({"type": "http", "state": {"send_body": send_body}}, receive, send)
+
+    asyncio.run(serve())
+    assert [m["type"] for m in wrapped] == ["http.response.start", "http.response.body"]
+    assert wrapped[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
+    frames = [m["body"].split(b"\n", 1)[0] for m in below]
+    assert frames == [b"event: start", b"event: chat", b"event: chat", b"event: done"]
+    assert all(m["more_body"] for m in below)

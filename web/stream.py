@@ -68,7 +68,8 @@ class EventStreamResponse:
         try:
             await send({"type": "http.response.start", "status": 200, "headers": STREAM_HEADERS})
             self._last_write = asyncio.get_running_loop().time()
-            writer = asyncio.create_task(self._write_events(send))
+            # Body frames skip the wrappers that only watch the start message (web/gate.py).
+            writer = asyncio.create_task(self._write_events(scope.get("state", {}).get("send_body", send)))
             watcher = asyncio.create_task(self._watch(receive, send))
             done, _ = await asyncio.wait({writer, watcher}, return_when=asyncio.FIRST_COMPLETED)
             if writer in done:
