@@ -7,8 +7,9 @@ The one command::
 
 starts the paced fake upstream (bench/upstream.py) and the app
 (``uvicorn app:app``) as subprocesses on 127.0.0.1, then for each concurrency
-level runs the load client (bench/load.py, its own process) first against the
-upstream directly ("floor") and then through the app, and reports per level:
+level and each load client (bench/load.py, its own process: `httpx`, the issue's
+method, then `raw`, a lean asyncio.Protocol client) runs first against the
+upstream directly ("floor") and then through the app, and reports per row:
 streams ok, added latency per token p50/p99/max, first-token overhead,
 tokens/s delivered, server CPU s per 1000 tokens, server peak RSS, and the
 upstream's count of streams still open 1 s after the clients finished.  A
@@ -690,8 +691,7 @@ def render(result: dict, a, cmdline: str) -> str:
                 f3(r.get("server_cpu_per_1k")) if r["path"] == "app" else "—",
                 f3(r["server_peak_rss_kb"] / 1024, 1) if r.get("server_peak_rss_kb") else "—",
                 f3(late, 2), r["upstream_open_after_1s"], target, verdict))
-        for row in evaluate(p):
-            r = row["r"]
+        for r in p["levels"]:
             tl = r["summary"].get("timeline") or []
             if r["path"] == "app" and r["concurrency"] >= 200 and tl:
                 lines.append("")
