@@ -21,9 +21,16 @@ _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 PING = b": ping\n\n"
 
+# The frame of every token, filled in: the bytes `encode` gives for {"type": "chat",
+# "content": text, "streaming": True}, without running the encoder over the whole dict
+# (tests/test_sse.py holds the two equal).
+_CHAT_FRAME = b'event: chat\ndata: {"type":"chat","content":%s,"streaming":true}\n\n'
+
 
 def encode(event: dict[str, Any]) -> bytes:
     """One frame: `event: <type>\\ndata: <one-line JSON>\\n\\n`. The JSON carries the same type."""
+    if event["type"] == "chat" and len(event) == 3 and event.get("streaming") is True:
+        return _CHAT_FRAME % _dumps(event["content"]).encode()
     return b"event: %s\ndata: %s\n\n" % (event["type"].encode(), _dumps(event).encode())
 
 
@@ -47,19 +54,26 @@ class LineDecoder:
     def feed(self, chunk: bytes) -> list[str]:
         if self._after_cr and chunk[:1] == b"\n":
             chunk = chunk[1:]  # the LF of a CRLF whose CR ended the previous chunk
-        data = self._buffer + chunk
+        data = self._buffer + chunk if self._buffer else chunk
         if not data:
             return []
         self._after_cr = data[-1:] == b"\r"
         if b"\r" in data:
             data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        lines = data.split(b"\n")
-        self._buffer = lines.pop()
-        if self._first and lines:
+        # Everything up to the last LF is complete lines: decode them in one go (an LF byte
+        # never occurs inside a UTF-8 sequence) and keep the rest for the next chunk.
+        end = data.rfind(b"\n") + 1
+        self._buffer = data[end:]
+        if not end:
+            return []
+        text = (data if end == len(data) else data[:end]).decode("utf-8", "replace")
+        if self._first:
             self._first = False
-            if lines[0].startswith(b"\xef\xbb\xbf"):  # the spec drops one leading BOM
-                lines[0] = lines[0][3:]
-        return [line.decode("utf-8", "replace") for line in lines]
+            if text[:1] == "\ufeff":  # the spec drops one leading BOM
+                text = text[1:]
+        lines = text.split("\n")
+        lines.pop()  # the empty string after the last LF
+        return lines
 
     def flush(self) -> list[str]:
         """End of stream: an unterminated last line is still a line."""

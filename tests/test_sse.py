@@ -3,6 +3,8 @@
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.sse import PING, EventDecoder, LineDecoder, ServerSentEvent, encode
 
@@ -28,6 +30,16 @@ def test_encode_is_one_event_line_and_one_data_line_with_the_same_type():
     data = json.loads(lines[1][6:])
     assert data == {"type": "chat", "content": "two\nlines\r\u2028 and é 😀", "streaming": True}
     assert "é".encode() in frame  # not \u-escaped: smaller frames
+
+
+@settings(max_examples=300)
+@given(st.text())
+def test_the_chat_frame_template_gives_the_bytes_of_the_generic_encoding(text):
+    event = {"type": "chat", "content": text, "streaming": True}
+    assert encode(event) == b"event: chat\ndata: %s\n\n" % json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()
+    # Any other shape of chat event goes through the generic encoder.
+    other = {"type": "chat", "content": text, "streaming": False}
+    assert json.loads(encode(other).split(b"data: ", 1)[1]) == other
 
 
 def test_encoded_frames_round_trip_through_the_decoder():

@@ -7,6 +7,7 @@ httpx.AsyncClient using the transport, and checks bytes, pooling, timeouts and e
 from __future__ import annotations
 
 import asyncio
+import itertools
 import shutil
 import ssl
 import subprocess
@@ -15,8 +16,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from agent.transport import StreamingTransport
+from agent.transport import ChunkedBody, SizedBody, StreamingTransport
 
 Handler = "Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]"
 
@@ -82,6 +85,91 @@ BODY = b"data: one\n\ndata: two \xc3\xa9\n\n"
 async def fetch(client: httpx.AsyncClient, url: str) -> tuple[int, bytes]:
     async with client.stream("POST", url + "/v1/chat/completions", json={"x": 1}) as response:
         return response.status_code, b"".join([chunk async for chunk in response.aiter_raw()])
+
+
+def feed_all(body, pieces: list[bytes]) -> list[bytes]:
+    return [body.feed(piece) for piece in pieces]
+
+
+def test_chunked_body_push_parser_script():
+    body = ChunkedBody()
+    assert feed_all(body, [b"5\r\nhe", b"llo\r", b"\n3;ext=1\r\n\xc3\xa9", b"!\r\n"]) == [b"he", b"llo", b"\xc3\xa9", b"!"]
+    assert not body.done
+    assert body.feed(b"0\r\nx-trailer: 1\r\n") == b"" and not body.done  # trailers not yet ended
+    assert body.feed(b"\r\n") == b"" and body.done and body.leftover == b""
+
+
+def test_chunked_body_done_at_once_keeps_what_follows_as_leftover():
+    body = ChunkedBody()
+    assert body.feed(b"2\r\nhi\r\n0\r\n\r\nHTTP/1.1") == b"hi"
+    assert body.done and body.leftover == b"HTTP/1.1"
+
+
+@pytest.mark.parametrize("line", [b"zz", b"-5", b"", b";ext"])
+def test_chunked_body_bad_size_is_a_protocol_error(line):
+    with pytest.raises(httpx.RemoteProtocolError):
+        ChunkedBody().feed(line + b"\r\n")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(min_size=1, max_size=40), max_size=6), st.lists(st.integers(1, 30), min_size=1, max_size=40),
+       st.booleans())
+def test_chunked_body_any_framing_split_anywhere_is_reassembled(chunks, cuts, trailer):
+    wire = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks) + b"0\r\n" + (b"x-t: 1\r\n" if trailer else b"") + b"\r\n"
+    body, got, pos = ChunkedBody(), [], 0
+    for cut in itertools.cycle(cuts):
+        if pos >= len(wire):
+            break
+        got.append(body.feed(wire[pos:pos + cut]))
+        pos += cut
+    assert b"".join(got) == b"".join(chunks)
+    assert body.done and body.leftover == b""
+
+
+def test_sized_body_stops_at_its_length():
+    body = SizedBody(5)
+    assert feed_all(body, [b"abc", b"defg"]) == [b"abc", b"de"]
+    assert body.done and body.leftover == b"fg"
+    assert SizedBody(0).done
+
+
+def test_bytes_after_a_body_keep_the_connection_out_of_the_pool():
+    async def handler(reader, writer, state):
+        while True:
+            state["requests"].append(await read_request(reader))
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokJUNK")
+
+    async def check(url, state):
+        async with httpx.AsyncClient(transport=StreamingTransport()) as client:
+            results = [await fetch(client, url) for _ in range(2)]
+        return results, state["connections"]
+
+    assert asyncio.run(serve(handler)(check)) == ([(200, b"ok")] * 2, 2)
+
+
+def test_a_consumer_that_stops_reading_pauses_the_socket_and_loses_nothing():
+    # 32 MiB: more than the kernel buffers on both ends of a loopback connection hold, so the
+    # server stalls unless the transport keeps reading into its own memory.
+    payload = bytes(range(256)) * (128 * 1024)
+
+    async def handler(reader, writer, state):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(payload))
+        writer.write(payload)
+        await writer.drain()
+        state["sent"] = True
+
+    async def check(url, state):
+        async with httpx.AsyncClient(transport=StreamingTransport()) as client:
+            async with client.stream("GET", url) as response:
+                await asyncio.sleep(0.5)  # the server fills every buffer meanwhile
+                stalled = not state.get("sent")
+                got = b"".join([chunk async for chunk in response.aiter_raw()])
+        return stalled, got
+
+    stalled, got = asyncio.run(serve(handler)(check))
+    assert stalled  # the server's write was held back: the client stopped reading at its limit
+    assert got == payload
 
 
 def test_chunked_body_split_at_every_byte_is_reassembled():

@@ -1,12 +1,11 @@
-"""Decoding an OpenAI-compatible stream into deltas (agent/llm.py decode_chat_stream)."""
+"""Decoding an OpenAI-compatible stream into deltas (agent/llm.py ChatStreamDecoder)."""
 
-import asyncio
 import json
 
 import pytest
 
 from agent.errors import AgentError
-from agent.llm import Finish, decode_chat_stream
+from agent.llm import ChatStreamDecoder, Finish
 
 
 def chunk(content=None, finish=None):
@@ -17,53 +16,62 @@ def wire(*payloads) -> bytes:
     return b"".join(b"data: " + (p if isinstance(p, bytes) else json.dumps(p).encode()) + b"\n\n" for p in payloads)
 
 
-def collect(raw: bytes, size: int = 0):
-    async def chunks():
-        step = size or len(raw) or 1
-        for i in range(0, len(raw), step):
-            yield raw[i:i + step]
-
-    async def run():
-        return [item async for item in decode_chat_stream(chunks())]
-
-    return asyncio.run(run())
+def collect(raw: bytes, size: int = 0) -> tuple[list, ChatStreamDecoder]:
+    """Feed `raw` in pieces of `size` bytes (all at once for 0): (everything returned, decoder)."""
+    decoder = ChatStreamDecoder()
+    step = size or len(raw) or 1
+    out = []
+    for i in range(0, len(raw), step):
+        out += decoder.feed(raw[i:i + step])
+    return out, decoder
 
 
 def test_deltas_then_finish_with_usage():
     usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
     raw = wire(chunk(""), chunk("Hel"), chunk("lo é"), chunk(finish="stop"), {"choices": [], "usage": usage}, b"[DONE]")
     for size in (0, 1, 7):
-        assert collect(raw, size) == ["Hel", "lo é", Finish("stop", usage)]
+        out, decoder = collect(raw, size)
+        assert out == ["Hel", "lo é", Finish("stop", usage)]
+        assert decoder.done and decoder.error is None
 
 
 def test_length_finish_and_no_usage():
-    assert collect(wire(chunk("a"), chunk(finish="length"), b"[DONE]")) == ["a", Finish("length", None)]
+    assert collect(wire(chunk("a"), chunk(finish="length"), b"[DONE]"))[0] == ["a", Finish("length", None)]
 
 
 def test_comments_and_crlf_are_fine():
     raw = b": keep-alive\r\n\r\n" + wire(chunk("a")).replace(b"\n", b"\r\n") + b"data: [DONE]\r\n\r\n"
-    assert collect(raw) == ["a", Finish("stop", None)]
+    assert collect(raw)[0] == ["a", Finish("stop", None)]
+
+
+def test_bytes_after_done_are_ignored():
+    out, decoder = collect(wire(chunk("a"), b"[DONE]", chunk("late")))
+    assert out == ["a", Finish("stop", None)] and decoder.done
+
+
+def test_a_body_without_done_is_neither_done_nor_an_error():
+    # The caller (OpenAICompatible.stream) reports that as upstream_interrupted.
+    out, decoder = collect(wire(chunk("a")))
+    assert out == ["a"] and not decoder.done and decoder.error is None
 
 
 @pytest.mark.parametrize("raw, code", [
-    (wire(chunk("a")), "upstream_interrupted"),
     (wire(chunk("a"), b"{not json"), "upstream_invalid_response"),
     (wire(chunk("a"), {"id": "x"}), "upstream_invalid_response"),
-    (wire({"choices": [{"delta": "oops"}]}), "upstream_invalid_response"),
-    (wire({"error": {"message": "slow down", "code": 429}}), "upstream_rate_limited"),
-    (wire({"error": {"message": "boom", "code": 500}}), "upstream_unavailable"),
+    (wire(chunk("a"), {"choices": [{"delta": "oops"}]}), "upstream_invalid_response"),
+    (wire(chunk("a"), {"error": {"message": "slow down", "code": 429}}), "upstream_rate_limited"),
+    (wire(chunk("a"), {"error": {"message": "boom", "code": 500}}), "upstream_unavailable"),
 ])
-def test_faults_raise_typed_errors_after_the_good_deltas(raw, code):
-    seen = []
+def test_a_fault_is_an_error_after_the_good_deltas_of_the_same_read(raw, code):
+    for size in (0, 5):
+        out, decoder = collect(raw + wire(chunk("never")), size)
+        assert out == ["a"], size  # the delta before the fault is kept, nothing after it
+        assert isinstance(decoder.error, AgentError) and decoder.error.code == code
+        assert not decoder.done
 
-    async def chunks():
-        yield raw
 
-    async def run():
-        async for item in decode_chat_stream(chunks()):
-            seen.append(item)
-
-    with pytest.raises(AgentError) as info:
-        asyncio.run(run())
-    assert info.value.code == code
-    assert seen in ([], ["a"])
+def test_whitespace_around_the_json_is_allowed_and_trailing_junk_is_not():
+    spaced = b"data:  " + json.dumps(chunk("a")).encode() + b" \t\n\n"
+    assert collect(spaced + wire(b"[DONE]"))[0] == ["a", Finish("stop", None)]
+    out, decoder = collect(b"data: " + json.dumps(chunk("a")).encode() + b" x\n\n")
+    assert out == [] and decoder.error is not None and decoder.error.code == "upstream_invalid_response"
