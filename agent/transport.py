@@ -67,11 +67,7 @@ class _Connection(asyncio.Protocol):
         if self.size > _HIGH_WATER_BYTES and not self._reading_paused:
             self._reading_paused = True
             self.transport.pause_reading()  # type: ignore[union-attr]
-        waiter = self._waiter  # _wake(), inlined: this runs once per token
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+        self._wake()
 
     def eof_received(self) -> bool:
         self.closed = True
