@@ -14,7 +14,10 @@ streams ok, added latency per token p50/p99/max, first-token overhead,
 tokens/s delivered, server CPU s per 1000 tokens, server peak RSS, and the
 upstream's count of streams still open 1 s after the clients finished.  A
 memory phase holds many slow streams open to measure RSS per open stream and
-then drops them to check that the app closes its upstream streams.
+then drops them to check that the app closes its upstream streams. Last, the
+reference relay (bench/bare, a relay with nothing in it) runs at C=1 and C=200 and is
+judged by the app's targets against the same floors: where it misses too, the machine
+sets that figure in this run, not the app.
 
 It prints a markdown table, writes it into README.md between
 ``<!-- bench:start -->`` and ``<!-- bench:end -->`` (unless --no-readme), and
@@ -720,7 +723,30 @@ def render(result: dict, a, cmdline: str) -> str:
     if len(result["passes"]) == 2 and all(not p.get("error") for p in result["passes"]):
         lines.append("")
         lines.append(compare_line(result["passes"][0], result["passes"][1]))
+    if result.get("reference") and result["passes"] and not result["passes"][0].get("error"):
+        lines += reference_lines(result["reference"], result["passes"][0])
     return "\n".join(lines)
+
+
+def reference_lines(ref: dict, main_pass: dict) -> list[str]:
+    """The reference relay's rows, judged by the app's targets against the app pass's floors:
+    where it misses too, the machine (not the app) sets the figure in this run."""
+    floors = [r for r in main_pass["levels"] if r["path"] == "floor"]
+    lines = ["", "**Reference, same run: `%s/app.py`** (%s), the least a Python relay can do: "
+             "no SDK, no httpx, no agent. Judged by the app's targets, against the floors above."
+             % (ref["app_dir"], ref.get("resolved", "")), "",
+             "| C | client | added p50 / p99 / max (ms) | server CPU s/1k tok | the app's targets |",
+             "|---|---|---|---|---|"]
+    for row in evaluate({"levels": floors + ref["levels"]}):
+        r = row["r"]
+        if r["path"] != "app":
+            continue
+        ad = r["summary"]["added_ms"]
+        bad = [c for c, ok in row["checks"] if not ok]
+        lines.append("| %d | %s | %s / %s / %s | %s | %s |" % (
+            r["concurrency"], r.get("client", "raw"), f3(ad["p50"]), f3(ad["p99"]), f3(ad["max"]),
+            f3(r.get("server_cpu_per_1k")), "met" if not bad else "missed (" + "; ".join(bad) + ")"))
+    return lines
 
 
 def compare_line(p0: dict, p1: dict) -> str:
@@ -801,6 +827,10 @@ def main(argv=None) -> int:
                          "on the machine to go idle (0 = don't wait)")
     ap.add_argument("--app-dir", default=ROOT,
                     help="directory holding app.py (default: the repo root)")
+    ap.add_argument("--reference-dir", default=os.path.join(HERE, "bare"),
+                    help="a reference relay measured after the app at C=1 and C=200, app path "
+                         "only, judged by the same targets against the app pass's floors "
+                         "(default: bench/bare, the least a Python relay can do; '' to skip)")
     a = ap.parse_args(argv)
     a.t_start = time.time()
     a.clients = [a.transport] if a.transport else [c.strip() for c in a.clients.split(",") if c.strip()]
@@ -840,6 +870,16 @@ def main(argv=None) -> int:
             log("pass failed: %s" % e)
             result["passes"].append({"server_args": sa, "error": str(e), "levels": []})
             rc = 1
+    ref_levels = [c for c in a.levels if c in (1, 200)]
+    if a.reference_dir and ref_levels and not a.compare and rc == 0:
+        ref = argparse.Namespace(**{**vars(a), "app_dir": a.reference_dir, "levels": ref_levels,
+                                    "app_only": True, "rss_streams": 0})
+        log("=== reference: %s at C=%s" % (os.path.relpath(a.reference_dir, ROOT), ",".join(map(str, ref_levels))))
+        try:
+            result["reference"] = run_pass(ref, run_dir, a.server_args, len(pass_args))
+            result["reference"]["app_dir"] = os.path.relpath(a.reference_dir, ROOT)
+        except Exception as e:  # noqa: BLE001
+            log("reference pass failed: %s" % e)  # context only: the app's table stands without it
     result["elapsed_s"] = time.time() - t0
     md = render(result, a, cmdline)
     raw_path = os.path.join(RESULTS, "bench-%s.json" % stamp)
