@@ -1,0 +1,59 @@
+"""OpenAICompatible.stream over both upstream transports: agent/transport.py's, and httpx's
+own (what the app uses when a proxy variable is set). The same deltas, the same Finish and
+the same error codes from either, against the fake model server on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from agent.config import Settings
+from agent.errors import AgentError
+from agent.llm import Finish, OpenAICompatible
+from agent.prompts import build_prompt
+from agent.transport import StreamingTransport
+from tests.support.fake_upstream import FakeUpstream, Plan
+
+TRANSPORTS = {"ours": StreamingTransport, "httpx": lambda: None}
+
+
+def run_stream(base_url: str, transport: str) -> tuple[list, str | None]:
+    """Everything the model's stream yielded, and the error code it ended with (or None)."""
+    settings = Settings.from_env({"OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": "sk-test", "UPSTREAM_MAX_RETRIES": "0"})
+
+    async def main() -> tuple[list, str | None]:
+        async with httpx.AsyncClient(transport=TRANSPORTS[transport]()) as client:
+            model = OpenAICompatible(settings, client)
+            items: list = []
+            try:
+                async for item in model.stream(build_prompt("chat", "hi", None, ()), 64):
+                    items.append(item)
+            except AgentError as exc:
+                return items, exc.code
+            return items, None
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_deltas_then_finish_with_usage(transport: str) -> None:
+    with FakeUpstream() as fake:
+        fake.push(Plan(tokens=["Hel", "lo é", "!"]))
+        items, code = run_stream(fake.base_url, transport)
+    assert code is None
+    assert items[:3] == ["Hel", "lo é", "!"]
+    assert len(items) == 4 and isinstance(items[3], Finish) and items[3].reason == "stop"
+    assert items[3].usage is not None and items[3].usage["completion_tokens"] >= 1
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("fault, code", [("no_done", "upstream_interrupted"), ("reset", "upstream_interrupted"),
+                                         ("malformed", "upstream_invalid_response")])
+def test_a_fault_after_two_tokens_keeps_them_and_ends_with_one_code(transport: str, fault: str, code: str) -> None:
+    with FakeUpstream() as fake:
+        fake.push(Plan(tokens=["a", "b", "c", "d"], fault=fault, fault_after=2))
+        items, got = run_stream(fake.base_url, transport)
+    assert items == ["a", "b"]
+    assert got == code
