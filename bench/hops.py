@@ -13,27 +13,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import sys
 import time
 from typing import AsyncIterator
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
 
 from agent.llm import ChatStreamDecoder, Finish  # noqa: E402
 from agent.request import AgentRequest  # noqa: E402
 from agent.run import Run  # noqa: E402
 from agent.sse import encode  # noqa: E402
 from agent.transport import ChunkedBody  # noqa: E402
-
-
-def upstream_chunk(seq: int) -> bytes:
-    """The chunk bench/upstream.py writes for one token, with its HTTP/1.1 chunk framing."""
-    payload = {"id": "chatcmpl-bench1", "object": "chat.completion.chunk", "created": 0, "model": "gpt-4o-mini",
-               "choices": [{"index": 0, "delta": {"content": "⟦%d|1795657647.237503⟧ " % seq}, "finish_reason": None}]}
-    line = b"data: " + json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
-    return b"%x\r\n%s\r\n" % (len(line), line)
+from upstream import token_chunk  # noqa: E402  (bench/upstream.py: the chunk it writes per token)
 
 
 class DeltaModel:
@@ -64,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--tokens", type=int, default=50_000)
     args = a.parse_args(argv)
     n = args.tokens
-    chunks = [upstream_chunk(i) for i in range(n)]
+    chunks = [token_chunk("chatcmpl-bench1", "gpt-4o-mini", i, time.time()) for i in range(n)]
     bodies = [ChunkedBody().feed(c) for c in chunks]
     deltas = [d for b in bodies for d in ChatStreamDecoder().feed(b)]
     assert len(deltas) == n

@@ -94,6 +94,15 @@ def _sse(obj_json: str) -> bytes:
     return _chunk(("data: " + obj_json + "\n\n").encode())
 
 
+def token_chunk(cid: str, model: str, seq: int, now: float) -> bytes:
+    """The bytes written for one token: its stamp `⟦seq|emit time⟧ ` as the delta's content."""
+    return _sse(
+        '{"id":"%s","object":"chat.completion.chunk","created":0,"model":"%s",'
+        '"choices":[{"index":0,"delta":{"content":"⟦%d|%.6f⟧ "},'
+        '"finish_reason":null}]}' % (cid, model, seq, now)
+    )
+
+
 class Stream:
     """One paced SSE response on a connection."""
 
@@ -146,11 +155,7 @@ class Stream:
         # how late this emit is against its absolute deadline (pacing slip under CPU starvation)
         if len(self.state.late) < 2_000_000:
             self.state.late.append(conn.loop.time() - (self.start + seq * self.interval))
-        out = _sse(
-            '{"id":"%s","object":"chat.completion.chunk","created":0,"model":"%s",'
-            '"choices":[{"index":0,"delta":{"content":"⟦%d|%.6f⟧ "},'
-            '"finish_reason":null}]}' % (self.cid, self.model, seq, now)
-        )
+        out = token_chunk(self.cid, self.model, seq, now)
         self.state.tokens_emitted += 1
         seq += 1
         self.seq = seq
