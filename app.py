@@ -33,10 +33,11 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from agent.config import VERSION, Settings
-from agent.llm import Model, OpenAICompatible
+from agent.model import Model
 from agent.request import InvalidRequest, parse_request
 from agent.run import Run
-from agent.transport import make_transport
+from upstream.openai_compat import OpenAICompatible
+from upstream.transport import make_transport
 from web import logs
 from web.body import read_json
 from web.errors import ApiError, error_response
@@ -66,7 +67,7 @@ class Service:
         s = self.settings
         logs.configure(s.log_level)
         if s.provider == "offline":
-            from agent.offline import OfflineModel  # only loaded when it is the model
+            from upstream.offline import OfflineModel  # only loaded when it is the model
 
             self.model = OfflineModel(s.offline_token_delay_ms)
         else:

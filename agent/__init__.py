@@ -1,6 +1,7 @@
 """The scenario agent: everything between a validated request and a stream of events.
 
-Nothing in this package knows about HTTP. `agent.run.Run.events()` yields plain dict
-events (start, chat, scenario_delta, scenario, error, done); `app.py` turns them into
-SSE frames or drains them into one JSON object.
+Pure: no HTTP library is imported here. `agent.run.Run.events()` yields the event objects
+of `agent.events` (start, reasoning, chat, scenario_delta, scenario_patch, scenario, repair,
+error, done); `web/stream.py` sends them as SSE frames or drains them into one JSON object.
+Models are reached through the interface in `agent.model`; the backends are in `upstream/`.
 """

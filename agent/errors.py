@@ -1,4 +1,4 @@
-"""Typed errors that end a run. Each becomes one `error` event: {type, code, message, retryable}.
+"""Typed errors that end a run. Each becomes one `error` event (agent/events.py: Error).
 
 Messages are written for the person using the page; they never carry a stack trace,
 an upstream's raw body or the API key.
@@ -6,7 +6,7 @@ an upstream's raw body or the API key.
 
 from __future__ import annotations
 
-from typing import Any
+from agent.events import Error
 
 
 class AgentError(Exception):
@@ -17,11 +17,8 @@ class AgentError(Exception):
         self.retryable = retryable
         self.retry_after = retry_after
 
-    def event(self) -> dict[str, Any]:
-        event: dict[str, Any] = {"type": "error", "code": self.code, "message": self.message, "retryable": self.retryable}
-        if self.retry_after is not None:
-            event["retry_after"] = self.retry_after
-        return event
+    def event(self) -> Error:
+        return Error(self.code, self.message, self.retryable, self.retry_after)
 
 
 def upstream_auth() -> AgentError:
@@ -51,6 +48,27 @@ def upstream_invalid_response() -> AgentError:
 
 def upstream_rejected(status: int) -> AgentError:
     return AgentError("upstream_rejected", f"The model server refused the request (HTTP {status}). The operator should check OPENAI_MODEL and OPENAI_BASE_URL.", False)
+
+
+def context_too_long() -> AgentError:
+    return AgentError(
+        "context_too_long",
+        "The scenario and the conversation are too long for the model. Shorten the scenario or start a new conversation.",
+        False,
+    )
+
+
+def output_truncated() -> AgentError:
+    return AgentError(
+        "output_truncated",
+        "The model reached its output limit before the scenario was complete. Your scenario is unchanged; "
+        "the operator can raise MAX_OUTPUT_TOKENS, or ask for a smaller change.",
+        True,
+    )
+
+
+def content_filtered() -> AgentError:
+    return AgentError("content_filtered", "The model server's content filter stopped the answer. The text so far is kept.", False)
 
 
 def invalid_scenario(reason: str) -> AgentError:

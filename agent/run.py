@@ -14,7 +14,8 @@ import time
 from typing import Any, AsyncIterator
 
 from agent import errors, machine
-from agent.llm import Finish, Model
+from agent.events import Chat, Done, Event, Scenario, ScenarioDelta, Start
+from agent.model import Finish, Model
 from agent.prompts import build_prompt
 from agent.request import AgentRequest
 from agent.route import route
@@ -23,14 +24,10 @@ from agent.splitter import CHAT, Splitter
 
 log = logging.getLogger("scenario_agent.run")
 
-Event = dict[str, Any]
-
 
 def _piece(kind: str, text: str) -> Event:
-    """A splitter piece as an event: `chat` keeps the shape existing front ends read."""
-    if kind == CHAT:
-        return {"type": CHAT, "content": text, "streaming": True}
-    return {"type": kind, "content": text}
+    """A splitter piece as an event."""
+    return Chat(text) if kind == CHAT else ScenarioDelta(text)
 
 
 class Run:
@@ -54,12 +51,7 @@ class Run:
         return round((time.perf_counter() - self.t0) * 1000, 1)
 
     def _done(self, finish_reason: str) -> Event:
-        return {
-            "type": "done",
-            "finish_reason": finish_reason,
-            "usage": self.usage,
-            "timings": {"ttft_ms": self.ttft_ms, "total_ms": self._ms()},
-        }
+        return Done(finish_reason, self.usage, {"ttft_ms": self.ttft_ms, "total_ms": self._ms()})
 
     def stop_events(self, error: errors.AgentError) -> list[Event]:
         """The closing frames for a run the server ended from outside (shutdown)."""
@@ -70,13 +62,7 @@ class Run:
         fsm = self.machine
         try:
             fsm.fire("route")
-            yield {
-                "type": "start",
-                "request_id": self.request_id,
-                "intent": self.intent,
-                "model": self.model.model,
-                "provider": self.model.provider,
-            }
+            yield Start(self.request_id, self.intent, self.model.model, self.model.provider)
             req = self.request
             prompt = build_prompt(self.intent, req.message, req.scenario, req.history)
             splitter = Splitter() if self.intent in ("modify", "create") else None
@@ -94,7 +80,7 @@ class Run:
                         self.ttft_ms = self._ms()
                     self.deltas += 1
                     if splitter is None:
-                        yield {"type": CHAT, "content": item, "streaming": True}
+                        yield Chat(item)
                     else:
                         for kind, text in splitter.feed(item):
                             yield _piece(kind, text)
@@ -121,7 +107,7 @@ class Run:
                         error = errors.invalid_scenario(str(exc))
                     else:
                         changes = diff(req.scenario, scenario) if req.scenario is not None else [{"op": "replace", "path": ""}]
-                        yield {"type": "scenario", "scenario": scenario, "changes": changes}
+                        yield Scenario(scenario, changes)
             if error is not None:
                 fsm.fire("fail")
                 self.error_code = error.code

@@ -22,11 +22,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-from agent.llm import ChatStreamDecoder, Finish  # noqa: E402
+from agent.model import Finish
+from upstream.decode import ChatStreamDecoder  # noqa: E402
 from agent.request import AgentRequest  # noqa: E402
 from agent.run import Run  # noqa: E402
-from agent.sse import encode  # noqa: E402
-from agent.transport import ChunkedBody  # noqa: E402
+from agent.events import encode  # noqa: E402
+from upstream.transport import ChunkedBody  # noqa: E402
 from upstream import token_chunk  # noqa: E402  (bench/upstream.py: the chunk it writes per token)
 
 

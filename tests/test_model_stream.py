@@ -11,9 +11,10 @@ import pytest
 
 from agent.config import Settings
 from agent.errors import AgentError
-from agent.llm import Finish, OpenAICompatible
+from agent.model import Finish
+from upstream.openai_compat import OpenAICompatible
 from agent.prompts import build_prompt
-from agent.transport import StreamingTransport
+from upstream.transport import StreamingTransport
 from tests.support.fake_upstream import FakeUpstream, Plan
 
 TRANSPORTS = {"ours": StreamingTransport, "httpx": lambda: None}

@@ -17,7 +17,7 @@ ROOT = Path(__file__).parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from agent.offline_text import compose  # noqa: E402
+from upstream.offline.compose import compose  # noqa: E402
 
 SAMPLES_DIR = ROOT / "static" / "samples"
 INTENTS = ("explain", "modify", "create", "chat")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from agent.llm import Finish
+from agent.model import Finish
 from agent.request import AgentRequest
 from agent.run import Run
 
@@ -32,7 +32,7 @@ def run_all(model, mode="chat", scenario=None) -> tuple[list[dict], Run]:
     run = Run(AgentRequest("hi", scenario, (), mode), model, "req-1", 100)
 
     async def collect():
-        return [event async for event in run.events()]
+        return [event.to_dict() async for event in run.events()]
 
     return asyncio.run(collect()), run
 
@@ -67,7 +67,7 @@ def test_closing_the_run_mid_stream_closes_the_model_and_records_cancel():
 
     async def take_two_then_leave():
         events = run.events()
-        seen = [await anext(events), await anext(events)]
+        seen = [(await anext(events)).to_dict(), (await anext(events)).to_dict()]
         await events.aclose()
         return seen
 
@@ -76,20 +76,20 @@ def test_closing_the_run_mid_stream_closes_the_model_and_records_cancel():
     assert model.closed and run.machine.state == "cancelled"
 
 
-def test_event_stream_sends_the_start_through_the_wrappers_and_body_frames_below_them():
-    """web/stream.py: `http.response.start` goes through `send` (the gate adds headers there);
-    body frames go to scope["state"]["send_body"], in order, and the stream ends through `send`."""
+def test_event_stream_sends_every_frame_through_the_one_send_it_was_given():
+    """web/stream.py: the start and every body frame go through the same `send`, so every
+    middleware sees the body (no bypass under the wrappers), in order, and the stream ends there."""
     from web.stream import EventStreamResponse
 
     model = ScriptedModel("a", "b", Finish("stop", None))
     run = Run(AgentRequest("hi", None, (), "chat"), model, "req-1", 100)
-    wrapped: list[dict] = []
+    sent: list[dict] = []
     below: list[dict] = []
 
     async def send(message):
-        wrapped.append(message)
+        sent.append(message)
 
-    async def send_body(message):
+    async def send_body(message):  # what the old bypass used: must stay unused
         below.append(message)
 
     async def receive():
@@ -101,8 +101,9 @@ def test_event_stream_sends_the_start_through_the_wrappers_and_body_frames_below
         await response({"type": "http", "state": {"send_body": send_body}}, receive, send)
 
     asyncio.run(serve())
-    assert [m["type"] for m in wrapped] == ["http.response.start", "http.response.body"]
-    assert wrapped[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
-    frames = [m["body"].split(b"\n", 1)[0] for m in below]
+    assert below == []
+    assert sent[0]["type"] == "http.response.start"
+    frames = [m["body"].split(b"\n", 1)[0] for m in sent[1:-1]]
     assert frames == [b"event: start", b"event: chat", b"event: chat", b"event: done"]
-    assert all(m["more_body"] for m in below)
+    assert all(m["more_body"] for m in sent[1:-1])
+    assert sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}

@@ -1,4 +1,4 @@
-"""SSE encoding and the two-stage decoder (bytes -> lines -> events), with the WHATWG examples."""
+"""Frame encoding (agent/events.py) and the upstream's two-stage decoder (upstream/sse.py), with the WHATWG examples."""
 
 import json
 
@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.sse import PING, EventDecoder, LineDecoder, ServerSentEvent, encode
+from agent.events import PING, Chat, Done, Start, encode, encode_generic
+from upstream.sse import EventDecoder, LineDecoder, ServerSentEvent
 
 
 def decode(chunks: list[bytes]) -> list[ServerSentEvent]:
@@ -22,7 +23,7 @@ def decode(chunks: list[bytes]) -> list[ServerSentEvent]:
 
 
 def test_encode_is_one_event_line_and_one_data_line_with_the_same_type():
-    frame = encode({"type": "chat", "content": "two\nlines\r\u2028 and é 😀", "streaming": True})
+    frame = encode(Chat("two\nlines\r\u2028 and é 😀"))
     assert frame.endswith(b"\n\n")
     lines = frame[:-2].split(b"\n")
     assert lines[0] == b"event: chat"
@@ -36,17 +37,15 @@ def test_encode_is_one_event_line_and_one_data_line_with_the_same_type():
 @given(st.text())
 def test_the_chat_frame_template_gives_the_bytes_of_the_generic_encoding(text):
     event = {"type": "chat", "content": text, "streaming": True}
-    assert encode(event) == b"event: chat\ndata: %s\n\n" % json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()
-    # Any other shape of chat event goes through the generic encoder.
-    other = {"type": "chat", "content": text, "streaming": False}
-    assert json.loads(encode(other).split(b"data: ", 1)[1]) == other
+    assert encode(Chat(text)) == b"event: chat\ndata: %s\n\n" % json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()
+    assert encode(Chat(text)) == encode_generic(Chat(text))
 
 
 def test_encoded_frames_round_trip_through_the_decoder():
-    events = [{"type": "start", "request_id": "r1"}, {"type": "chat", "content": "a\n\nb"}, {"type": "done"}]
+    events = [Start("r1", "chat", "m", "p"), Chat("a\n\nb"), Done("stop", None, {})]
     raw = b"".join(encode(e) for e in events) + PING
     decoded = decode([raw])
-    assert [(e.event, json.loads(e.data)) for e in decoded] == [(e["type"], e) for e in events]
+    assert [(e.event, json.loads(e.data)) for e in decoded] == [(e.type, e.to_dict()) for e in events]
 
 
 def test_whatwg_stock_example_multiline_data():

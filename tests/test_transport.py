@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.transport import ChunkedBody, SizedBody, StreamingTransport
+from upstream.transport import ChunkedBody, SizedBody, StreamingTransport
 
 Handler = "Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]"
 

@@ -5,7 +5,8 @@ import json
 import pytest
 
 from agent.errors import AgentError
-from agent.llm import ChatStreamDecoder, Finish
+from agent.model import Finish
+from upstream.decode import ChatStreamDecoder
 
 
 def chunk(content=None, finish=None):

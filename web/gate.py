@@ -4,12 +4,6 @@ Pure ASGI (not Starlette's body-wrapping middleware base class): it never buffer
 wrapper touches only `http.response.start`; body messages go straight through. Error codes
 reach the log line through scope["state"]["error_code"], set where an error is answered.
 
-scope["state"]["send_body"] is the `send` this gate was given, before any wrapper of its own
-or of Starlette's inner layers (its exception middleware and route wrapper). Those wrappers
-only watch `http.response.start`, so once the start has passed through them, a streaming
-response may send its body frames there: one await per frame instead of four
-(web/stream.py; docs/token-path.md, hop 9).
-
 The log line replaces uvicorn's access log (turned off at startup), so each API request
 is exactly one JSON line on stdout:
     {"request_id", "method", "path", "status" (HTTP), "state" (the run's end state),
@@ -26,8 +20,9 @@ import time
 import uuid
 from typing import Any
 
+from starlette.types import Receive, Scope, Send
+
 from web.errors import error_response
-from web.stream import Receive, Scope, Send
 
 log = logging.getLogger("scenario_agent.request")
 
@@ -72,7 +67,6 @@ class Gate:
         request_id = uuid.uuid4().hex[:16]
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
-        state["send_body"] = send
         extra_headers = self.security_headers + [(b"x-request-id", request_id.encode())]
         status = 0
 

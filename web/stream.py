@@ -19,16 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
+
+from starlette.types import Receive, Scope, Send
 
 from agent import errors
+from agent.events import PING, Chat, Done, Error, Scenario, encode
 from agent.run import Run
-from agent.sse import PING, encode
 from web.errors import AGENT_ERROR_STATUS
-
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 STREAM_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -68,8 +66,7 @@ class EventStreamResponse:
         try:
             await send({"type": "http.response.start", "status": 200, "headers": STREAM_HEADERS})
             self._last_write = asyncio.get_running_loop().time()
-            # Body frames skip the wrappers that only watch the start message (web/gate.py).
-            writer = asyncio.create_task(self._write_events(scope.get("state", {}).get("send_body", send)))
+            writer = asyncio.create_task(self._write_events(send))
             watcher = asyncio.create_task(self._watch(receive, send))
             done, _ = await asyncio.wait({writer, watcher}, return_when=asyncio.FIRST_COMPLETED)
             if writer in done:
@@ -143,15 +140,15 @@ async def collect(run: Run) -> tuple[int, dict[str, Any], dict[str, str]]:
     events = run.events()
     try:
         async for event in events:
-            kind = event["type"]
-            if kind == "chat":
-                parts.append(event["content"])
-            elif kind == "scenario":
-                result["scenario"], result["changes"] = event["scenario"], event["changes"]
-            elif kind == "error":
-                error = event
-            elif kind == "done":
-                result["usage"] = event["usage"]
+            kind = event.__class__
+            if kind is Chat:
+                parts.append(event.content)  # type: ignore[attr-defined]
+            elif kind is Scenario:
+                result["scenario"], result["changes"] = event.scenario, event.changes  # type: ignore[attr-defined]
+            elif kind is Error:
+                error = event.to_dict()
+            elif kind is Done:
+                result["usage"] = event.usage  # type: ignore[attr-defined]
     finally:
         await events.aclose()
     result["response"] = "".join(parts)
@@ -185,7 +182,7 @@ class BufferedRunResponse:
             if outcome == Outcome.COMPLETE:
                 status, body, headers = collector.result()
             elif outcome == Outcome.SHUTDOWN:
-                error = self.run.stop_events(errors.server_shutdown())[0]
+                error = self.run.stop_events(errors.server_shutdown())[0].to_dict()
                 status, body, headers = 503, {"error": error}, {"retry-after": "2"}
             else:
                 return

@@ -1,4 +1,4 @@
-"""Server-Sent Events, both directions: encoding our frames, decoding the upstream's.
+"""Server-Sent Events from the upstream: bytes -> lines -> events.
 
 Spec: https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation
 
@@ -12,26 +12,7 @@ decoded once its line is complete, and no incremental decoder is needed.
 
 from __future__ import annotations
 
-import json
-from typing import Any, NamedTuple
-
-# Compact and not ASCII-escaped: smaller frames. JSON escapes every control character,
-# CR and LF included, so the encoded data is always a single SSE line.
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-
-PING = b": ping\n\n"
-
-# The frame of every token, filled in: the bytes `encode` gives for {"type": "chat",
-# "content": text, "streaming": True}, without running the encoder over the whole dict
-# (tests/test_sse.py holds the two equal).
-_CHAT_FRAME = b'event: chat\ndata: {"type":"chat","content":%s,"streaming":true}\n\n'
-
-
-def encode(event: dict[str, Any]) -> bytes:
-    """One frame: `event: <type>\\ndata: <one-line JSON>\\n\\n`. The JSON carries the same type."""
-    if event["type"] == "chat" and len(event) == 3 and event.get("streaming") is True:
-        return _CHAT_FRAME % _dumps(event["content"]).encode()
-    return b"event: %s\ndata: %s\n\n" % (event["type"].encode(), _dumps(event).encode())
+from typing import NamedTuple
 
 
 class ServerSentEvent(NamedTuple):

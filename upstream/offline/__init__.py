@@ -1,6 +1,6 @@
 """The built-in offline model: no network, deterministic, paced like a real one.
 
-`agent.offline_text.compose` writes the whole answer; this module streams it a word at
+`upstream.offline.compose.compose` writes the whole answer; this module streams it a word at
 a time through exactly the same path as a real model's deltas.
 """
 
@@ -10,8 +10,8 @@ import asyncio
 import re
 from typing import AsyncIterator
 
-from agent.llm import Finish
-from agent.offline_text import compose
+from agent.model import Finish
+from upstream.offline.compose import compose
 from agent.prompts import Prompt
 
 # A token is a word with the spaces that follow it, roughly what real models emit.

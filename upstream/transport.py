@@ -13,7 +13,7 @@ Scope, on purpose: HTTP/1.1 over TCP or TLS, keep-alive with a small idle pool,
 Content-Length, chunked and read-until-close bodies. No HTTP/2, no proxies: when a
 proxy variable (HTTPS_PROXY, ALL_PROXY, ...) is set, `make_transport` returns None and
 httpx's own transport is used. Failures are raised as the httpx exceptions httpx would
-raise, so the SDK's retry logic and `agent.llm.map_exception` see no difference.
+raise, so the SDK's retry logic and `upstream.errors.map_exception` see no difference.
 """
 
 from __future__ import annotations
