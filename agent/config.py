@@ -26,6 +26,17 @@ def _integer(env: Mapping[str, str], name: str, default: int) -> int:
     return int(value)
 
 
+def _boolean(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be true or false, got {raw!r}")
+
+
 @dataclass(frozen=True)
 class Settings:
     # Upstream model. With neither a key nor a base URL, the built-in offline model runs.
@@ -51,6 +62,11 @@ class Settings:
     max_concurrent_streams: int = 100
     rate_limit_per_minute: int = 60
     max_output_tokens: int = 2048
+    # Real-model tokens (usage.total_tokens) per UTC day, per process; 0: no budget.
+    token_budget_per_day: int = 0
+    # Model answers.
+    send_reasoning: bool = True
+    scenario_repair_attempts: int = 1
     app_access_token: str | None = field(default=None, repr=False)
     allowed_origins: tuple[str, ...] = ()
     frame_ancestors: str = "'self'"
@@ -83,6 +99,9 @@ class Settings:
             max_concurrent_streams=_integer(env, "MAX_CONCURRENT_STREAMS", cls.max_concurrent_streams),
             rate_limit_per_minute=_integer(env, "RATE_LIMIT_PER_MINUTE", cls.rate_limit_per_minute),
             max_output_tokens=_integer(env, "MAX_OUTPUT_TOKENS", cls.max_output_tokens),
+            token_budget_per_day=_integer(env, "TOKEN_BUDGET_PER_DAY", cls.token_budget_per_day),
+            send_reasoning=_boolean(env, "SEND_REASONING", cls.send_reasoning),
+            scenario_repair_attempts=_integer(env, "SCENARIO_REPAIR_ATTEMPTS", cls.scenario_repair_attempts),
             app_access_token=env.get("APP_ACCESS_TOKEN") or None,
             allowed_origins=origins,
             frame_ancestors=env.get("FRAME_ANCESTORS") or cls.frame_ancestors,

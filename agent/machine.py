@@ -1,6 +1,9 @@
 """The agent's state machine: every state and transition in one table, one lookup.
 
     received --route--> routed --open--> streaming --finish--> finalizing --complete--> done
+                                              ^                     |
+                                              +--open-- repairing <-+ repair  (the block did not apply:
+                                                                                 ask the model once more)
         any non-terminal state --fail--> failed      (upstream error, invalid scenario, shutdown)
         any non-terminal state --cancel--> cancelled (the client went away)
 
@@ -12,7 +15,7 @@ from __future__ import annotations
 
 import time
 
-RECEIVED, ROUTED, STREAMING, FINALIZING = "received", "routed", "streaming", "finalizing"
+RECEIVED, ROUTED, STREAMING, FINALIZING, REPAIRING = "received", "routed", "streaming", "finalizing", "repairing"
 DONE, FAILED, CANCELLED = "done", "failed", "cancelled"
 TERMINAL = frozenset({DONE, FAILED, CANCELLED})
 
@@ -21,8 +24,10 @@ TRANSITIONS: dict[tuple[str, str], str] = {
     (ROUTED, "open"): STREAMING,
     (STREAMING, "finish"): FINALIZING,
     (FINALIZING, "complete"): DONE,
+    (FINALIZING, "repair"): REPAIRING,
+    (REPAIRING, "open"): STREAMING,
 }
-for _state in (RECEIVED, ROUTED, STREAMING, FINALIZING):
+for _state in (RECEIVED, ROUTED, STREAMING, FINALIZING, REPAIRING):
     TRANSITIONS[(_state, "fail")] = FAILED
     TRANSITIONS[(_state, "cancel")] = CANCELLED
 del _state

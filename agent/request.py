@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.config import Settings
+from agent.intents import MODES
 from agent.scenario import depth
 
-MODES = ("auto", "explain", "modify", "create", "chat")
 FIELDS = ("message", "scenario", "history", "mode")
 
 

@@ -31,7 +31,7 @@ def _piece(kind: str, text: str) -> Event:
 
 
 class Run:
-    def __init__(self, request: AgentRequest, model: Model, request_id: str, max_output_tokens: int) -> None:
+    def __init__(self, request: AgentRequest, model: Model, request_id: str, max_output_tokens: int, **options: Any) -> None:
         self.request = request
         self.model = model
         self.request_id = request_id

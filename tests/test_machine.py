@@ -26,6 +26,8 @@ def test_happy_path_visits_every_state_in_order():
     (["route", "cancel"], "cancelled"),
     (["route", "open", "cancel"], "cancelled"),
     (["fail"], "failed"),
+    (["route", "open", "finish", "repair", "fail"], "failed"),
+    (["route", "open", "finish", "repair", "cancel"], "cancelled"),
 ])
 def test_failure_and_cancel_from_any_live_state(events, final):
     m = Machine()
@@ -41,6 +43,9 @@ def test_failure_and_cancel_from_any_live_state(events, final):
     (["route", "open", "finish", "complete"], "fail"),
     (["route", "cancel"], "route"),
     (["route", "open"], "warp"),
+    (["route", "open"], "repair"),
+    (["route", "open", "finish", "repair"], "finish"),
+    (["route", "open", "finish", "repair"], "complete"),
 ])
 def test_illegal_event_raises_naming_state_and_event_and_changes_nothing(events, illegal):
     m = Machine()
@@ -57,3 +62,19 @@ def test_illegal_event_raises_naming_state_and_event_and_changes_nothing(events,
 def test_terminal_states_have_no_way_out():
     for (state, _event) in TRANSITIONS:
         assert state not in ("done", "failed", "cancelled")
+
+
+def test_a_repair_round_goes_back_to_streaming_and_then_completes():
+    m = Machine()
+    for event in ("route", "open", "finish", "repair", "open", "finish", "complete"):
+        m.fire(event)
+    assert m.state == "done"
+    assert [(e, a, b) for _, e, a, b in m.trace] == [
+        ("route", "received", "routed"),
+        ("open", "routed", "streaming"),
+        ("finish", "streaming", "finalizing"),
+        ("repair", "finalizing", "repairing"),
+        ("open", "repairing", "streaming"),
+        ("finish", "streaming", "finalizing"),
+        ("complete", "finalizing", "done"),
+    ]

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from typing import Any, Callable
 
 from starlette.types import Receive, Scope, Send
 
 from agent import errors
-from agent.events import PING, Chat, Done, Error, Scenario, encode
+from agent.events import PING, Chat, Done, Error, Reasoning, Repair, Scenario, encode
 from agent.run import Run
 from web.errors import AGENT_ERROR_STATUS
 
@@ -132,10 +133,32 @@ class EventStreamResponse:
                     return Outcome.SEND_TIMEOUT
 
 
+def _retry_after_header(seconds: Any) -> dict[str, str]:
+    """Retry-After in whole seconds, only for a finite value; at most an hour."""
+    if not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
+        return {}
+    return {"retry-after": str(min(3600, max(1, math.ceil(seconds))))}
+
+
 async def collect(run: Run) -> tuple[int, dict[str, Any], dict[str, str]]:
-    """Drain the run's events into the buffered answer: (status, body, headers)."""
+    """Drain the run's events into the buffered answer: (status, body, headers).
+
+    The same events as the stream, so the same token path: `response` is the chat text,
+    `reasoning` the thinking text (never part of `response`), then the scenario, the
+    finish reason, the usage and the number of repair rounds.
+    """
     parts: list[str] = []
-    result: dict[str, Any] = {"response": "", "intent": run.intent, "scenario": None, "changes": [], "usage": None}
+    thinking: list[str] = []
+    result: dict[str, Any] = {
+        "response": "",
+        "reasoning": "",
+        "intent": run.intent,
+        "scenario": None,
+        "changes": [],
+        "finish_reason": None,
+        "usage": None,
+        "repairs": 0,
+    }
     error: dict[str, Any] | None = None
     events = run.events()
     try:
@@ -143,19 +166,28 @@ async def collect(run: Run) -> tuple[int, dict[str, Any], dict[str, str]]:
             kind = event.__class__
             if kind is Chat:
                 parts.append(event.content)  # type: ignore[attr-defined]
+            elif kind is Reasoning:
+                thinking.append(event.content)  # type: ignore[attr-defined]
+            elif kind is Repair:
+                parts.clear()  # the answer that did not apply; its repair follows
+                result["scenario"], result["changes"] = None, []
             elif kind is Scenario:
                 result["scenario"], result["changes"] = event.scenario, event.changes  # type: ignore[attr-defined]
             elif kind is Error:
                 error = event.to_dict()
             elif kind is Done:
+                result["finish_reason"] = event.finish_reason  # type: ignore[attr-defined]
                 result["usage"] = event.usage  # type: ignore[attr-defined]
+                result["repairs"] = event.repairs  # type: ignore[attr-defined]
     finally:
         await events.aclose()
     result["response"] = "".join(parts)
+    result["reasoning"] = "".join(thinking)
     if error is None:
         return 200, result, {}
-    headers = {"retry-after": str(max(1, round(error["retry_after"])))} if error.get("retry_after") is not None else {}
-    return AGENT_ERROR_STATUS.get(error["code"], 502), {"error": error, "response": result["response"], "intent": run.intent}, headers
+    body = {"error": error, "response": result["response"], "reasoning": result["reasoning"], "intent": run.intent,
+            "finish_reason": result["finish_reason"], "usage": result["usage"], "repairs": result["repairs"]}
+    return AGENT_ERROR_STATUS.get(error["code"], 502), body, _retry_after_header(error.get("retry_after"))
 
 
 class BufferedRunResponse:
