@@ -44,6 +44,7 @@ from web.errors import ApiError, error_response
 from web.gate import Gate
 from web.limits import RateLimiter
 from web.stream import BufferedRunResponse, EventStreamResponse, Outcome
+from web.lab import LabStreamResponse, lab_mode
 
 ROOT = Path(__file__).resolve().parent
 log = logging.getLogger("scenario_agent")
@@ -119,9 +120,20 @@ class Service:
 
     # -- endpoints -------------------------------------------------------------------------
 
-    async def stream(self, request: Request) -> EventStreamResponse:
+    async def stream(self, request: Request) -> EventStreamResponse | LabStreamResponse:
+        # ?lab=<mode> (web/lab.py) is checked before the slot and the body are taken.
+        lab = lab_mode(request.query_params.getlist("lab"))
         run = await self._admit(request)
         s = self.settings
+        if lab is not None:
+            return LabStreamResponse(
+                run,
+                lab,
+                send_timeout=s.send_timeout_seconds,
+                grace=s.shutdown_grace_seconds,
+                shutdown=self.shutdown,
+                on_close=lambda outcome: self._release(request, run, outcome),
+            )
         return EventStreamResponse(
             run,
             heartbeat=s.heartbeat_seconds,

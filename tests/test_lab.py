@@ -1,0 +1,280 @@
+"""The streaming lab (web/lab.py) over a real socket: each broken mode, read with raw asyncio.
+
+Every read of the socket is timestamped and kept whole (`reader.read(1 MiB)`), so a test can
+count the reads the server's writes produced and see when the first text became readable.
+The app runs the offline model at 6 ms a token; the `create` question is about 400 tokens
+(about 33 KB of frames), so one run lasts about 2.5 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import pytest
+
+from tests.support.harness import assert_well_formed
+from tests.support.servers import STREAM_PATH, LiveApp, parse_frames
+
+CREATE = {"message": "a fire drill in a school", "mode": "create"}
+MODES = ("blocking", "accumulate", "buffer-4k", "gzip")
+
+
+@dataclass
+class Exchange:
+    """One request over one connection, as the client saw it. Times are seconds since the request was written."""
+
+    status: int
+    headers: dict[str, str]
+    reads: list[tuple[float, int]] = field(default_factory=list)  # body reads: (arrival, raw bytes in the read)
+    frames: list[tuple[float, str, Any]] = field(default_factory=list)  # decoded frames: (arrival, type, data)
+    body: bytes = b""  # decoded (de-chunked, and gunzipped for gzip)
+    first_text_at: float | None = None  # when the first decoded byte of a chat/scenario_delta frame arrived
+    ended_at: float = 0.0
+
+    def kinds(self) -> list[str]:
+        return [kind for _, kind, _ in self.frames]
+
+    def done(self) -> dict[str, Any]:
+        assert self.frames[-1][1] == "done"
+        return self.frames[-1][2]
+
+
+class Dechunker:
+    """HTTP/1.1 chunked transfer coding, undone incrementally: feed(raw) -> the body bytes it completed."""
+
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.finished = False
+
+    def feed(self, data: bytes) -> bytes:
+        self.buffer += data
+        out = []
+        while not self.finished:
+            line_end = self.buffer.find(b"\r\n")
+            if line_end < 0:
+                break
+            size = int(self.buffer[:line_end].split(b";")[0], 16)
+            if len(self.buffer) < line_end + 2 + size + 2:
+                break
+            out.append(self.buffer[line_end + 2 : line_end + 2 + size])
+            self.buffer = self.buffer[line_end + 2 + size + 2 :]
+            if size == 0:
+                self.finished = True
+        return b"".join(out)
+
+
+def _request(query: str, body: bytes, content_length: int | None = None) -> bytes:
+    length = len(body) if content_length is None else content_length
+    head = f"POST {STREAM_PATH}{query} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
+    return head.encode() + body
+
+
+async def _exchange(port: int, query: str, body: dict[str, Any], timeout: float = 30) -> Exchange:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(_request(query, json.dumps(body).encode()))
+        t0 = time.monotonic()
+        raw: list[tuple[float, bytes]] = []
+        async with asyncio.timeout(timeout):
+            while data := await reader.read(1 << 20):
+                raw.append((time.monotonic() - t0, data))
+    finally:
+        writer.close()
+    return _decode(raw)
+
+
+def _decode(raw: list[tuple[float, bytes]]) -> Exchange:
+    head = b""
+    in_body = False
+    reads: list[tuple[float, bytes]] = []
+    for at, data in raw:  # the status line and headers, then the body reads
+        if in_body:
+            reads.append((at, data))
+            continue
+        head += data
+        if b"\r\n\r\n" in head:
+            in_body = True
+            head, _, rest = head.partition(b"\r\n\r\n")
+            if rest:
+                reads.append((at, rest))
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    exchange = Exchange(int(lines[0].split(" ")[1]), headers, ended_at=raw[-1][0])
+    exchange.reads = [(at, len(data)) for at, data in reads]
+    chunked = headers.get("transfer-encoding") == "chunked"
+    dechunker = Dechunker()
+    gunzip = zlib.decompressobj(wbits=31) if headers.get("content-encoding") == "gzip" else None
+    pending = b""
+    for at, data in reads:
+        body = dechunker.feed(data) if chunked else data
+        if gunzip is not None:
+            body = gunzip.decompress(body)
+        exchange.body += body
+        if not headers.get("content-type", "").startswith("text/event-stream"):
+            continue
+        pending += body
+        while b"\n\n" in pending:
+            block, pending = pending.split(b"\n\n", 1)
+            for kind, data_ in parse_frames(block + b"\n\n"):
+                exchange.frames.append((at, kind, data_))
+                if kind in ("chat", "scenario_delta") and exchange.first_text_at is None:
+                    exchange.first_text_at = at
+    if chunked:
+        assert dechunker.finished, "the chunked body did not end with its last chunk"
+    return exchange
+
+
+def exchange(live: LiveApp, query: str, body: dict[str, Any] = CREATE) -> Exchange:
+    return asyncio.run(_exchange(live.port, query, body))
+
+
+@pytest.fixture(scope="module")
+def live() -> Iterator[LiveApp]:
+    with LiveApp({"OFFLINE_TOKEN_DELAY_MS": "6"}) as app:
+        yield app
+
+
+@pytest.fixture(scope="module")
+def runs(live: LiveApp) -> dict[str, Exchange]:
+    """The create question once through the real stream and once through each lab mode (one at a time)."""
+    out = {"real": exchange(live, "")}
+    for mode in MODES:
+        out[mode] = exchange(live, f"?lab={mode}")
+    return out
+
+
+def test_real_stream_unchanged_frames_spread_over_the_run(runs: dict[str, Exchange]) -> None:
+    real = runs["real"]
+    assert real.status == 200
+    assert "x-lab-mode" not in real.headers and "content-encoding" not in real.headers
+    assert real.headers["x-accel-buffering"] == "no"
+    # Text is readable early, and the reads are about one per frame (each frame its own write).
+    assert real.first_text_at is not None and real.first_text_at < 0.3 * real.ended_at
+    assert len(real.reads) >= len(real.frames) / 2
+    times = [at for at, _, _ in real.frames]
+    assert times[len(times) // 2] - times[0] > 0.3 * real.ended_at  # the middle frame came well after the first
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_each_mode_has_the_stream_headers_and_the_same_content(runs: dict[str, Exchange], mode: str) -> None:
+    lab, real = runs[mode], runs["real"]
+    assert lab.status == 200
+    assert lab.headers["content-type"] == "text/event-stream; charset=utf-8"
+    assert lab.headers["cache-control"] == "no-cache"
+    assert lab.headers["x-accel-buffering"] == "no"
+    assert lab.headers["x-lab-mode"] == mode
+    frames = [(kind, data) for _, kind, data in lab.frames]
+    assert_well_formed(frames)
+    assert frames[-1][1]["finish_reason"] == "stop"
+
+    def text(ex: Exchange, kind: str) -> str:
+        return "".join(data["content"] for _, k, data in ex.frames if k == kind)
+
+    # The same model, the same tokens: only the delivery differs.
+    assert text(lab, "chat") == text(real, "chat") and text(lab, "chat")
+    assert text(lab, "scenario_delta") == text(real, "scenario_delta")
+    scenario = [data for _, k, data in lab.frames if k == "scenario"]
+    assert scenario == [data for _, k, data in real.frames if k == "scenario"] and scenario
+
+
+def test_blocking_first_frame_after_most_of_the_run(runs: dict[str, Exchange]) -> None:
+    blocking = runs["blocking"]
+    first_at = blocking.frames[0][0]
+    run_seconds = blocking.done()["timings"]["total_ms"] / 1000
+    assert run_seconds > 1.0
+    assert first_at >= 0.8 * run_seconds
+    assert first_at >= 0.8 * blocking.ended_at
+    # Every frame in the same moment: one write, whatever TCP made of it.
+    assert blocking.frames[-1][0] - first_at < 0.1
+    assert "content-encoding" not in blocking.headers
+
+
+def test_accumulate_one_chat_frame_with_the_whole_text_at_the_end(runs: dict[str, Exchange]) -> None:
+    acc, real = runs["accumulate"], runs["real"]
+    kinds = acc.kinds()
+    assert kinds.count("chat") == 1
+    assert kinds[0] == "start" and kinds[1] == "chat"
+    assert kinds[2:] == [k for k in real.kinds() if k not in ("start", "chat")]  # then the held frames, done last
+    start_at, chat_at = acc.frames[0][0], acc.frames[1][0]
+    run_seconds = acc.done()["timings"]["total_ms"] / 1000
+    assert start_at < 0.3 * run_seconds  # the connection is open and says so...
+    assert chat_at >= 0.8 * run_seconds  # ...and the text comes only at the end
+    assert [data["content"] for _, k, data in acc.frames if k == "chat"] == ["".join(d["content"] for _, k, d in real.frames if k == "chat")]
+
+
+def test_buffer_4k_few_reads_each_at_least_4_kib_except_the_last(runs: dict[str, Exchange]) -> None:
+    buffered = runs["buffer-4k"]
+    frames = len(buffered.frames)
+    reads = [size for _, size in buffered.reads]
+    assert frames > 300
+    assert len(reads) * 10 < frames, (len(reads), frames)
+    assert len(reads) >= 3  # the answer is about 33 KB: it does go out in pieces...
+    assert all(size >= 4096 for size in reads[:-1]), reads  # ...none smaller than the buffer
+    # And the pieces are spread over the run, not all at the end (unlike blocking).
+    assert buffered.reads[0][0] < 0.6 * buffered.ended_at
+
+
+def test_gzip_encoded_and_the_first_text_late(runs: dict[str, Exchange]) -> None:
+    gz, real = runs["gzip"], runs["real"]
+    assert gz.headers["content-encoding"] == "gzip"
+    assert gz.first_text_at is not None
+    run_seconds = gz.done()["timings"]["total_ms"] / 1000
+    assert gz.first_text_at >= 0.8 * run_seconds
+    assert gz.first_text_at >= 0.8 * gz.ended_at
+    # Compressed it is small, and it came in a few reads (the gzip header first, the rest at the end).
+    assert sum(size for _, size in gz.reads) < len(real.body) / 4
+    assert len(gz.reads) <= 5
+
+
+@pytest.mark.parametrize("query", ["?lab=nope", "?lab=", "?lab=gzip&lab=blocking", "?lab=BLOCKING"])
+def test_unknown_mode_is_422_json_before_the_body_is_read(live: LiveApp, query: str) -> None:
+    async def ask() -> tuple[float, bytes]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", live.port)
+        try:
+            # The body is announced and never sent: the answer must not wait for it.
+            writer.write(_request(query, b"", content_length=500))
+            t0 = time.monotonic()
+            async with asyncio.timeout(5):
+                raw = await reader.read(1 << 20)
+            return time.monotonic() - t0, raw
+        finally:
+            writer.close()
+
+    took, raw = asyncio.run(ask())
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 422"), head
+    assert b"content-type: application/json" in head.lower()
+    error = json.loads(body)["error"]
+    assert error["code"] == "invalid_lab_mode" and error["field"] == "lab"
+    assert "blocking" in error["message"] and "buffer-4k" in error["message"]
+    assert took < 2
+    assert live.wait_no_streams(2) == 0
+
+
+def test_lab_needs_a_valid_body_like_the_real_stream(live: LiveApp) -> None:
+    ex = exchange(live, "?lab=blocking", {"message": ""})
+    assert ex.status == 422
+    assert json.loads(ex.body)["error"]["code"] == "invalid_field"
+
+
+@pytest.mark.parametrize("mode", ["blocking", "gzip"])
+def test_a_client_leaving_a_lab_stream_closes_the_run(live: LiveApp, mode: str) -> None:
+    """The run would last ~2.5 s; the client leaves after 0.3 s and the slot is free at once."""
+
+    async def leave() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", live.port)
+        writer.write(_request(f"?lab={mode}", json.dumps(CREATE).encode()))
+        await asyncio.sleep(0.3)
+        writer.close()
+        await writer.wait_closed()
+
+    t0 = time.monotonic()
+    asyncio.run(leave())
+    assert live.wait_no_streams(1.5) == 0
+    assert time.monotonic() - t0 < 2.0
+    assert live.service.active_streams == 0

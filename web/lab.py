@@ -1,0 +1,228 @@
+"""The streaming lab: the same run, delivered through a deliberately broken path.
+
+`POST /api/agent/scenario/stream?lab=<mode>` takes the same body, admits the same way and
+iterates the same `Run.events()` (same model, same tokens) as the real stream; only the
+delivery differs. Each mode re-creates one cause of "long pause, then a dump of text":
+
+    blocking    the whole run is awaited, then the response (headers included) goes out at once
+    accumulate  headers and `start` at once; the answer's text collected and sent as one `chat`
+                frame at the end, followed by the other frames it held back and `done`
+    buffer-4k   frames held until at least 4 KiB are waiting, then sent as one body message,
+                like a proxy with response buffering on (nginx's default)
+    gzip        `Content-Encoding: gzip` through `zlib.compressobj` with no flush per frame, as a
+                compression middleware does: bytes leave only when deflate's buffers fill
+
+A `Sink` per mode turns events into body bytes; `LabStreamResponse` is the raw ASGI response
+around it (the shape of web/stream.py's EventStreamResponse: a writer task beside a task that
+waits for `http.disconnect`, and one for shutdown). The real path (web/stream.py) does not know
+this module exists; app.py picks this class only when `lab` is in the query string.
+
+docs/streaming-lab.md has each mode's measured timeline and the fix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from typing import Callable, Sequence
+
+from starlette.types import Receive, Scope, Send
+
+from agent import errors
+from agent.events import Chat, Event, Start, encode
+from agent.run import Run
+from web.errors import ApiError
+from web.stream import STREAM_HEADERS, Outcome
+
+BUFFER_BYTES = 4096
+
+
+class Sink:
+    """One mode's delivery. `feed(event)` returns the bytes to send now (b"" for none);
+    `finish()` the rest, sent as the last body message. `holds_headers`: the response
+    itself (status and headers) waits until the run is over."""
+
+    holds_headers = False
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+
+    def feed(self, event: Event) -> bytes:
+        raise NotImplementedError
+
+    def finish(self) -> bytes:
+        raise NotImplementedError
+
+
+class Blocking(Sink):
+    """Cause 1, a blocking call: nothing leaves until the whole answer is in."""
+
+    holds_headers = True
+
+    def __init__(self) -> None:
+        self._frames: list[bytes] = []
+
+    def feed(self, event: Event) -> bytes:
+        self._frames.append(encode(event))
+        return b""
+
+    def finish(self) -> bytes:
+        return b"".join(self._frames)
+
+
+class Accumulate(Sink):
+    """Cause 2, `text += delta` before sending: `start` at once, then one `chat` frame with the
+    whole text, then the frames held back behind it (scenario_delta, scenario, error, done)."""
+
+    def __init__(self) -> None:
+        self._text: list[str] = []
+        self._held: list[bytes] = []
+
+    def feed(self, event: Event) -> bytes:
+        if event.__class__ is Start:
+            return encode(event)
+        if event.__class__ is Chat:
+            self._text.append(event.content)  # type: ignore[attr-defined]
+        else:
+            self._held.append(encode(event))
+        return b""
+
+    def finish(self) -> bytes:
+        chat = encode(Chat("".join(self._text))) if self._text else b""
+        return chat + b"".join(self._held)
+
+
+class Buffer4k(Sink):
+    """A buffering proxy: frames wait until at least BUFFER_BYTES are pending, then go as one write."""
+
+    def __init__(self, size: int = BUFFER_BYTES) -> None:
+        self.size = size
+        self._pending: list[bytes] = []
+        self._bytes = 0
+
+    def feed(self, event: Event) -> bytes:
+        frame = encode(event)
+        self._pending.append(frame)
+        self._bytes += len(frame)
+        if self._bytes < self.size:
+            return b""
+        return self.finish()
+
+    def finish(self) -> bytes:
+        out = b"".join(self._pending)
+        self._pending, self._bytes = [], 0
+        return out
+
+
+class Gzip(Sink):
+    """A compression middleware: each frame goes into deflate with no Z_SYNC_FLUSH, so bytes
+    leave only when `compress()` returns some (its buffers filled); `finish` flushes the rest."""
+
+    headers = ((b"content-encoding", b"gzip"), (b"vary", b"accept-encoding"))
+
+    def __init__(self) -> None:
+        self._deflate = zlib.compressobj(wbits=31)  # 31: gzip header and trailer
+
+    def feed(self, event: Event) -> bytes:
+        return self._deflate.compress(encode(event))
+
+    def finish(self) -> bytes:
+        return self._deflate.flush()
+
+
+SINKS: dict[str, Callable[[], Sink]] = {"blocking": Blocking, "accumulate": Accumulate, "buffer-4k": Buffer4k, "gzip": Gzip}
+MODES = tuple(SINKS)
+
+
+def lab_mode(values: Sequence[str]) -> str | None:
+    """The `lab` query parameter's mode, None when it is absent. Raises ApiError 422
+    (`invalid_lab_mode`) for an unknown mode, an empty one or more than one."""
+    if not values:
+        return None
+    if len(values) == 1 and values[0] in SINKS:
+        return values[0]
+    raise ApiError(422, "invalid_lab_mode", f"'lab' must be one of: {', '.join(MODES)} (given: {', '.join(values)!r}).", field="lab")
+
+
+async def _wait_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+class LabStreamResponse:
+    """The run through `SINKS[mode]`. Same contract as EventStreamResponse: the run and its
+    upstream are closed whatever ends the response (`events.aclose()` in a finally), and
+    `on_close(outcome)` is called exactly once. No heartbeat: a broken path would not send one."""
+
+    def __init__(self, run: Run, mode: str, *, send_timeout: float, grace: float, shutdown: asyncio.Event, on_close: Callable[[str], None]) -> None:
+        self.run = run
+        self.mode = mode
+        self.sink = SINKS[mode]()
+        self.send_timeout = send_timeout
+        self.grace = grace
+        self.shutdown = shutdown
+        self.on_close = on_close
+        self.headers = [*STREAM_HEADERS, *self.sink.headers, (b"x-lab-mode", mode.encode())]
+        self._started = False  # http.response.start sent
+        self._unsent = b""  # a body message whose send was cut short (kept for the shutdown close)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        outcome = Outcome.DISCONNECTED
+        try:
+            writer = asyncio.create_task(self._write(send))
+            listener = asyncio.create_task(_wait_disconnect(receive))
+            stopper = asyncio.create_task(self.shutdown.wait())
+            tasks = {writer, listener, stopper}
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            if writer in done:
+                outcome = Outcome.SEND_TIMEOUT if writer.result() else Outcome.COMPLETE
+            elif listener not in done:
+                outcome = Outcome.SHUTDOWN
+                self.run.stop_code = "server_shutdown"  # before the writer's cancel closes the run
+            for task in tasks - done:
+                task.cancel()
+            await asyncio.gather(*(tasks - done), return_exceptions=True)
+            if outcome == Outcome.SHUTDOWN:
+                await self._close_for_shutdown(send)
+            # SEND_TIMEOUT: returning without completing makes uvicorn close the connection.
+        finally:
+            self.on_close(outcome)
+
+    async def _send(self, send: Send, body: bytes, more_body: bool) -> None:
+        if not self._started:
+            await send({"type": "http.response.start", "status": 200, "headers": self.headers})
+            self._started = True
+        if body or not more_body:
+            self._unsent = body
+            async with asyncio.timeout(self.send_timeout):
+                await send({"type": "http.response.body", "body": body, "more_body": more_body})
+            self._unsent = b""
+
+    async def _write(self, send: Send) -> bool:
+        """Send the run through the sink. Returns True when a write timed out (a client that stopped reading)."""
+        events = self.run.events()
+        try:
+            if not self.sink.holds_headers:
+                await self._send(send, b"", more_body=True)
+            async for event in events:
+                body = self.sink.feed(event)
+                if body:
+                    await self._send(send, body, more_body=True)
+        except TimeoutError:
+            return True
+        finally:
+            # Cancelled (client gone, shutdown) while the generator is suspended: close it so
+            # its finally releases the upstream now.
+            await events.aclose()
+        try:
+            await self._send(send, self.sink.finish(), more_body=False)
+        except TimeoutError:
+            return True
+        return False
+
+    async def _close_for_shutdown(self, send: Send) -> None:
+        """The frames so far, then `error` (server_shutdown) and `done`, through the same sink."""
+        closing = self._unsent + b"".join(self.sink.feed(e) for e in self.run.stop_events(errors.server_shutdown())) + self.sink.finish()
+        try:
+            async with asyncio.timeout(self.grace):
+                await self._send(send, closing, more_body=False)
+        except TimeoutError:
+            pass
