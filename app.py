@@ -4,6 +4,7 @@ Routes
     POST /api/agent/scenario/stream         text/event-stream of the run's events
     POST /api/agent/scenario                the same events, drained into one JSON object
     GET  /api/agent/scenario/stream/health  status, provider, model, active streams, version
+    GET  /metrics                           Prometheus text format (web/metrics.py); needs the token when one is set
     GET  /openapi.json                      the hand-kept API description (docs/openapi.json)
     GET  /                                  the page (static/)
 
@@ -16,6 +17,7 @@ import asyncio
 import gc
 import logging
 import signal
+import sys
 import threading
 import uuid
 from contextlib import asynccontextmanager
@@ -40,14 +42,29 @@ from upstream.openai_compat import OpenAICompatible
 from upstream.transport import make_transport
 from web import logs
 from web.body import read_json
+from web.budget import TokenBudget
 from web.errors import ApiError, error_response
 from web.gate import Gate
+from web.health import UpstreamHealth
 from web.limits import RateLimiter
+from web.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from web.metrics import Metrics
 from web.stream import BufferedRunResponse, EventStreamResponse, Outcome
 from web.lab import LabStreamResponse, lab_mode
 
 ROOT = Path(__file__).resolve().parent
 log = logging.getLogger("scenario_agent")
+
+MIN_PYTHON = (3, 11)  # asyncio.timeout; README, "Requirements"
+
+
+def check_python_version(version: tuple[int, ...] = tuple(sys.version_info)) -> None:
+    """Refuse to run on a Python older than MIN_PYTHON, with one line that says why.
+
+    On 3.10 the app would start and answer health, then fail every stream."""
+    if tuple(version[:2]) < MIN_PYTHON:
+        have = ".".join(str(part) for part in version[:3])
+        raise SystemExit(f"scenario-agent needs Python {MIN_PYTHON[0]}.{MIN_PYTHON[1]} or newer; this is Python {have}.")
 
 
 class Service:
@@ -60,6 +77,10 @@ class Service:
         self.active_streams = 0
         self.limiter = RateLimiter(settings.rate_limit_per_minute)
         self.shutdown = asyncio.Event()
+        # This process's numbers (per worker, per instance): web/metrics.py, budget.py, health.py.
+        self.metrics = Metrics()
+        self.budget = TokenBudget(settings.token_budget_per_day) if settings.token_budget_per_day else None
+        self.upstream_health = UpstreamHealth()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -79,7 +100,8 @@ class Service:
                 transport=make_transport(),
                 limits=httpx.Limits(max_connections=None, max_keepalive_connections=100, keepalive_expiry=4),
             )
-            self.model = OpenAICompatible(s, self.http)
+            # Each upstream request's outcome feeds health and /metrics (never a request of its own).
+            self.model = OpenAICompatible(s, self.http, observe=self._observe_upstream)
             if not s.app_access_token:
                 log.warning("A real model is configured and APP_ACCESS_TOKEN is not set: anyone who can reach this server can spend the model budget.")
         self._watch_signals(asyncio.get_running_loop())
@@ -148,16 +170,42 @@ class Service:
         return BufferedRunResponse(run, shutdown=self.shutdown, on_close=lambda outcome: self._release(request, run, outcome))
 
     async def health(self, request: Request) -> JSONResponse:
+        """Never calls the model: `upstream` is what real traffic saw (web/health.py).
+
+        status: shutting_down, else degraded (the last few upstream requests all failed), else ok."""
         assert self.model is not None
-        return JSONResponse(
-            {
-                "status": "shutting_down" if self.shutdown.is_set() else "ok",
-                "provider": self.model.provider,
-                "model": self.model.model,
-                "active_streams": self.active_streams,
-                "version": VERSION,
-            }
-        )
+        if self.shutdown.is_set():
+            status = "shutting_down"
+        elif self.upstream_health.degraded:
+            status = "degraded"
+        else:
+            status = "ok"
+        body = {
+            "status": status,
+            "provider": self.model.provider,
+            "model": self.model.model,
+            "active_streams": self.active_streams,
+            "version": VERSION,
+        }
+        if self.model.provider != "offline":
+            body["upstream"] = self.upstream_health.snapshot()
+        if self.budget is not None:
+            body["budget"] = self.budget.snapshot()
+        return JSONResponse(body)
+
+    async def metrics_endpoint(self, request: Request) -> Response:
+        return Response(self.metrics.render(self.active_streams), media_type=METRICS_CONTENT_TYPE)
+
+    def _observe_upstream(self, status: int | str | None, error_code: str | None) -> None:
+        """Called by the model once per upstream HTTP request."""
+        self.upstream_health.observe(status, error_code)
+        self.metrics.record_upstream(status)
+
+    def rejected(self, request: Request, code: str) -> None:
+        """An agent request refused before its run (ApiError from _admit): counted as rejected."""
+        path = request.url.path
+        if path.startswith("/api/agent/"):
+            self.metrics.record_rejection("stream" if path.endswith("/stream") else "buffered", code)
 
     async def _admit(self, request: Request) -> Run:
         """Checks in order of cost: shutdown, rate, capacity, then the body. Raises ApiError."""
@@ -168,6 +216,9 @@ class Service:
         wait = self.limiter.check(client)
         if wait:
             raise ApiError(429, "rate_limited", f"Too many requests: at most {s.rate_limit_per_minute} a minute. Try again in {wait} s.", {"retry-after": str(wait)})
+        # The daily token budget (web/budget.py): refused before the model is called.
+        if self.budget is not None and (reset := self.budget.retry_after()):
+            raise ApiError(429, "budget_exhausted", f"Today's token budget ({self.budget.limit} tokens) is spent. It resets at 00:00 UTC, in {reset} s.", {"retry-after": str(reset)})
         if self.active_streams >= s.max_concurrent_streams:
             raise ApiError(503, "too_many_streams", "The server is at its limit of open streams. Try again shortly.", {"retry-after": "5"})
         # Counted before the body is read, so requests reading their bodies at the same
@@ -192,6 +243,23 @@ class Service:
         summary["client_disconnected"] = outcome == Outcome.DISCONNECTED
         summary["outcome"] = outcome
         request.scope["state"]["run_summary"] = summary
+        self._count(request, run, summary, outcome)
+
+    def _count(self, request: Request, run: Run, summary: dict, outcome: str) -> None:
+        """Metrics and the token budget: once per request, from its summary."""
+        endpoint = "stream" if request.url.path.endswith("/stream") else "buffered"
+        error_code = summary.get("error_code")
+        if error_code:
+            kind = "error"
+        elif outcome in (Outcome.DISCONNECTED, Outcome.SEND_TIMEOUT):
+            kind = "disconnected"
+        else:
+            kind = "complete"
+        self.metrics.record_run(endpoint, kind, summary)
+        if self.budget is not None and summary.get("provider") != "offline":  # the offline model costs nothing
+            usage = summary.get("usage") or run.usage
+            if isinstance(usage, dict):
+                self.budget.spend(int(usage.get("total_tokens") or 0))
 
 
 def _http_error(request: Request, exc: Exception) -> Response:
@@ -206,6 +274,7 @@ def _http_error(request: Request, exc: Exception) -> Response:
 def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     request.scope.setdefault("state", {})["error_code"] = exc.code
+    request.app.state.service.rejected(request, exc.code)
     return exc.response()
 
 
@@ -214,6 +283,7 @@ async def _openapi(request: Request) -> Response:
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
+    check_python_version()
     settings = settings or Settings.from_env()
     service = Service(settings)
     api = [
@@ -224,6 +294,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     routes = [
         Mount("/api", routes=api),
         Route("/openapi.json", _openapi, methods=["GET"]),
+        Route("/metrics", service.metrics_endpoint, methods=["GET"]),
         Mount("/", StaticFiles(directory=ROOT / "static", html=True)),
     ]
     middleware = []
