@@ -1,4 +1,4 @@
-"""Tests for agent.offline_text, the text generator of the built-in offline model."""
+"""Tests for upstream.offline.compose, the text of the built-in offline model (templates in upstream/offline/data/)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ SAMPLES_DIR = ROOT / "static" / "samples"
 INTENTS = ("explain", "modify", "create", "chat")
 CORE_KEYS = {"title", "summary", "setting", "difficulty", "roles", "steps", "objectives"}
 FENCE_RE = re.compile(r"```scenario\n(.*?)\n```", re.S)
+PATCH_RE = re.compile(r"```patch\n(.*?)\n```", re.S)
 
 
 def load_samples() -> dict[str, dict]:
@@ -56,12 +57,34 @@ def extract(out: str) -> dict:
 
 
 def prose(out: str) -> str:
-    return out.split("```scenario", 1)[0]
+    return re.split(r"```(?:scenario|patch)", out, maxsplit=1)[0]
+
+
+def extract_patch(out: str) -> list[dict]:
+    """The operations of the single ```patch block; fails unless there is exactly one fence pair."""
+    assert out.count("```patch") == 1 and out.count("```") == 2, out
+    ops = json.loads(PATCH_RE.search(out).group(1))
+    assert isinstance(ops, list)
+    for op in ops:
+        assert op["op"] in ("add", "remove", "replace"), op
+        assert op["path"].startswith("/"), op
+        assert ("value" in op) == (op["op"] != "remove"), op
+    return ops
+
+
+def apply_ops(scenario: dict, ops: list[dict]) -> dict:
+    """The scenario with the operations applied, by agent/patch.py (the server's own applier)."""
+    from agent.patch import apply_patch
+
+    return apply_patch(scenario, ops)
 
 
 def modify(scenario: dict, message: str) -> tuple[str, dict]:
+    """A modify of a loaded scenario: the answer, and the scenario its patch produces."""
     out = compose("modify", message, scenario, [])
-    return out, extract(out)
+    new = apply_ops(scenario, extract_patch(out))
+    assert isinstance(new.get("title"), str) and new["title"].strip()
+    return out, new
 
 
 def role_names(scenario: dict) -> list[str]:
@@ -427,10 +450,19 @@ def test_difficulty_moves(sample, start, message, expected):
     assert new["difficulty"] == expected
 
 
-def test_harder_at_the_top_stays_and_says_so(sample):
+def test_harder_at_the_top_keeps_the_level_and_says_so(sample):
     sample["difficulty"] = "advanced"
     out, new = modify(sample, "make it harder")
-    assert new == sample
+    assert new["difficulty"] == "advanced"
+    assert "already advanced" in prose(out)
+    assert len(new["steps"]) == len(sample["steps"]) + 1  # the play got harder instead
+
+
+def test_harder_with_nothing_left_to_tighten_stays_and_says_so():
+    scenario = {"title": "T", "difficulty": "advanced", "objectives": ["Stay calm"],
+                "steps": [{"title": "Complication: fog", "description": "Fog."}]}
+    out, new = modify(scenario, "make it harder")
+    assert new == scenario
     assert "already advanced" in prose(out)
 
 
@@ -467,6 +499,7 @@ def test_missing_role_is_reported(sample):
 def test_unsupported_edit_returns_unchanged_scenario(sample, message):
     out, new = modify(sample, message)
     assert new == sample
+    assert extract_patch(out) == []
     text = prose(out)
     assert "offline model" in text and "plain edits" in text
     assert "OPENAI_API_KEY" in text and "OPENAI_BASE_URL" in text
@@ -580,10 +613,16 @@ ODD_SCENARIOS = st.dictionaries(
 )
 
 
-def check_output(intent: str, out: str) -> None:
+def check_output(intent: str, out: str, scenario: dict | None) -> None:
     assert isinstance(out, str) and out.strip()
-    if intent in ("create", "modify"):
+    if intent == "create" or (intent == "modify" and scenario is None):
         extract(out)
+    elif intent == "modify":
+        if "```scenario" in out:  # a change bigger than the document: sent whole
+            extract(out)
+        else:
+            new = apply_ops(scenario, extract_patch(out))
+            assert isinstance(new.get("title"), str) and new["title"].strip()
     else:
         assert "```" not in out
 
@@ -595,7 +634,7 @@ def test_compose_never_raises_with_a_sample(intent, message, history, sample_id)
     scenario = copy.deepcopy(SAMPLES[sample_id])
     out = compose(intent, message, scenario, history)
     assert scenario == SAMPLES[sample_id]
-    check_output(intent, out)
+    check_output(intent, out, scenario)
     assert compose(intent, message, scenario, history) == out
 
 
@@ -603,7 +642,7 @@ def test_compose_never_raises_with_a_sample(intent, message, history, sample_id)
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(message=MESSAGES, history=HISTORIES)
 def test_compose_never_raises_without_scenario(intent, message, history):
-    check_output(intent, compose(intent, message, None, history))
+    check_output(intent, compose(intent, message, None, history), None)
 
 
 @pytest.mark.parametrize("intent", INTENTS)
@@ -613,13 +652,7 @@ def test_compose_never_raises_on_odd_scenarios(intent, message, scenario):
     before = copy.deepcopy(scenario)
     out = compose(intent, message, scenario, [])
     assert scenario == before
-    assert isinstance(out, str) and out.strip()
-    if intent in ("create", "modify"):
-        assert out.count("```scenario") == 1 and out.count("```") == 2
-        parsed = json.loads(FENCE_RE.search(out).group(1))
-        assert isinstance(parsed.get("title"), str) and parsed["title"].strip()
-    else:
-        assert "```" not in out
+    check_output(intent, out, scenario)
 
 
 @settings(max_examples=50, deadline=None)
