@@ -41,7 +41,13 @@ KNOWN_FIELDS = (*STRING_FIELDS, "roles", "steps", "objectives")
 
 
 class InvalidScenario(ValueError):
-    """Why a value is not an acceptable scenario, in words a user can act on."""
+    """Why a value is not an acceptable scenario, in words a user can act on.
+
+    `line` and `column` (1-based) are set when the reason is a JSON syntax error.
+    """
+
+    line: int | None = None
+    column: int | None = None
 
 
 # ---------------------------------------------------------------------------
@@ -152,7 +158,9 @@ def parse_json(text: str, max_bytes: int = MAX_SCENARIO_BYTES, max_depth: int = 
     try:
         value = _DECODER.decode(text)
     except json.JSONDecodeError as exc:
-        raise InvalidScenario(f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+        error = InvalidScenario(f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})")
+        error.line, error.column = exc.lineno, exc.colno
+        raise error from None
     except _Refused as exc:
         raise InvalidScenario(f"not acceptable JSON: {exc}") from None
     except (RecursionError, ValueError, OverflowError, MemoryError, TypeError) as exc:
