@@ -42,9 +42,10 @@ from upstream.openai_compat import OpenAICompatible
 from upstream.transport import make_transport
 from web import logs
 from web.body import read_json
+from web.client_address import client_address
 from web.budget import TokenBudget
 from web.errors import ApiError, error_response
-from web.gate import Gate
+from web.gate import AccessGuard, Gate
 from web.health import UpstreamHealth
 from web.limits import RateLimiter
 from web.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -208,34 +209,42 @@ class Service:
             self.metrics.record_rejection("stream" if path.endswith("/stream") else "buffered", code)
 
     async def _admit(self, request: Request) -> Run:
-        """Checks in order of cost: shutdown, rate, capacity, then the body. Raises ApiError."""
+        """Checks in order of cost: shutdown, rate, capacity, then the body. Raises ApiError.
+
+        The stream slot is taken when the run is ready to start, not while its body is still
+        arriving: clients trickling their bodies hold no slot (and the body read has its own
+        deadline, BODY_READ_TIMEOUT_SECONDS). Capacity is checked before the read (a cheap
+        early 503) and again after it, where the check and the increment have no await
+        between them, so bodies that finish together cannot all pass.
+        """
         s = self.settings
         if self.shutdown.is_set():
             raise ApiError(503, "server_shutdown", "The server is restarting. Try again in a few seconds.", {"retry-after": "2"})
-        client = request.client.host if request.client else "unknown"
-        wait = self.limiter.check(client)
+        wait = self.limiter.check(client_address(request.scope, s.forwarded_trusted_hops))
         if wait:
             raise ApiError(429, "rate_limited", f"Too many requests: at most {s.rate_limit_per_minute} a minute. Try again in {wait} s.", {"retry-after": str(wait)})
         # The daily token budget (web/budget.py): refused before the model is called.
         if self.budget is not None and (reset := self.budget.retry_after()):
             raise ApiError(429, "budget_exhausted", f"Today's token budget ({self.budget.limit} tokens) is spent. It resets at 00:00 UTC, in {reset} s.", {"retry-after": str(reset)})
-        if self.active_streams >= s.max_concurrent_streams:
-            raise ApiError(503, "too_many_streams", "The server is at its limit of open streams. Try again shortly.", {"retry-after": "5"})
-        # Counted before the body is read, so requests reading their bodies at the same
-        # time cannot all pass the check above.
-        self.active_streams += 1
+        self._check_capacity()
+        body = await read_json(request, s.max_body_bytes, s.body_read_timeout_seconds)
         try:
-            body = await read_json(request, s.max_body_bytes)
             agent_request = parse_request(body, s)
         except InvalidRequest as exc:
-            self.active_streams -= 1
             raise ApiError(422, exc.code, exc.message, field=exc.field) from None
-        except BaseException:
-            self.active_streams -= 1
-            raise
         assert self.model is not None
         request_id = request.scope["state"].get("request_id") or uuid.uuid4().hex[:16]
-        return Run(agent_request, self.model, request_id, s.max_output_tokens)
+        run = Run(agent_request, self.model, request_id, s.max_output_tokens)
+        # From here to the caller's response: no await, so no other request runs in between.
+        self._check_capacity()
+        self.active_streams += 1  # released by _release when the response ends
+        return run
+
+    def _check_capacity(self) -> None:
+        if self.shutdown.is_set():
+            raise ApiError(503, "server_shutdown", "The server is restarting. Try again in a few seconds.", {"retry-after": "2"})
+        if self.active_streams >= self.settings.max_concurrent_streams:
+            raise ApiError(503, "too_many_streams", "The server is at its limit of open streams. Try again shortly.", {"retry-after": "5"})
 
     def _release(self, request: Request, run: Run, outcome: str) -> None:
         self.active_streams -= 1
@@ -278,11 +287,18 @@ def _api_error(request: Request, exc: Exception) -> Response:
     return exc.response()
 
 
+def _internal_error(request: Request, exc: Exception) -> Response:
+    # Starlette's ServerErrorMiddleware answers with this, then re-raises (uvicorn logs the traceback).
+    request.scope.setdefault("state", {})["error_code"] = "internal"
+    return error_response(500, {"code": "internal", "message": "Internal error. The request id is in X-Request-ID."})
+
+
 async def _openapi(request: Request) -> Response:
     return FileResponse(ROOT / "docs" / "openapi.json", media_type="application/json")
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+def create_app(settings: Settings | None = None) -> Gate:
+    """The app: a Gate around the Starlette app; `.state.service` is the Service."""
     check_python_version()
     settings = settings or Settings.from_env()
     service = Service(settings)
@@ -308,18 +324,29 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 expose_headers=["x-request-id"],
             )
         )
-    middleware.append(Middleware(Gate, access_token=settings.app_access_token, frame_ancestors=settings.frame_ancestors))
+    # Innermost: Host, Origin and token checks (inside CORS, so its refusals carry CORS headers
+    # for listed origins and preflights need no token).
+    middleware.append(
+        Middleware(
+            AccessGuard,
+            access_token=settings.app_access_token,
+            allowed_origins=settings.allowed_origins,
+            allowed_hosts=settings.allowed_hosts,
+        )
+    )
     app = Starlette(
         routes=routes,
         middleware=middleware,
-        exception_handlers={HTTPException: _http_error, ApiError: _api_error},
+        exception_handlers={HTTPException: _http_error, ApiError: _api_error, Exception: _internal_error},
         lifespan=service.lifespan,
     )
     app.state.service = service
-    return app
+    # Outermost, outside Starlette's own ServerErrorMiddleware and CORS: every response, a
+    # preflight or a 500 included, gets the request id and the security headers.
+    return Gate(app, frame_ancestors=settings.frame_ancestors)
 
 
-def __getattr__(name: str) -> Starlette:
+def __getattr__(name: str) -> Gate:
     # `uvicorn app:app` looks up `app`; building it on first access keeps importing this
     # module free of side effects (tests build their own apps with create_app).
     if name == "app":

@@ -69,6 +69,12 @@ class Settings:
     scenario_repair_attempts: int = 1
     app_access_token: str | None = field(default=None, repr=False)
     allowed_origins: tuple[str, ...] = ()
+    # A request body must arrive within this (408 body_timeout); it holds no stream slot meanwhile.
+    body_read_timeout_seconds: float = 5.0
+    # Host names accepted on a loopback address besides localhost/127.x/[::1] ("*": any).
+    allowed_hosts: tuple[str, ...] = ()
+    # Proxies in front whose X-Forwarded-For entries are trusted (1 behind a PaaS router); 0: the peer.
+    forwarded_trusted_hops: int = 0
     frame_ancestors: str = "'self'"
     log_level: str = "info"
 
@@ -104,6 +110,9 @@ class Settings:
             scenario_repair_attempts=_integer(env, "SCENARIO_REPAIR_ATTEMPTS", cls.scenario_repair_attempts),
             app_access_token=env.get("APP_ACCESS_TOKEN") or None,
             allowed_origins=origins,
+            body_read_timeout_seconds=_number(env, "BODY_READ_TIMEOUT_SECONDS", cls.body_read_timeout_seconds),
+            allowed_hosts=tuple(h.strip().lower() for h in env.get("ALLOWED_HOSTS", "").split(",") if h.strip()),
+            forwarded_trusted_hops=_integer(env, "FORWARDED_TRUSTED_HOPS", cls.forwarded_trusted_hops),
             frame_ancestors=env.get("FRAME_ANCESTORS") or cls.frame_ancestors,
             log_level=(env.get("LOG_LEVEL") or cls.log_level).lower(),
         )

@@ -22,7 +22,7 @@ from tests.conftest import upstream_env
 from tests.support.harness import ServerProcess, post_stream, wait_until
 from tests.support.servers import BUFFERED_PATH, HEALTH_PATH, STREAM_PATH, FakeUpstream, LiveApp, Plan
 from web import gate as gate_module
-from web.gate import Gate
+from web.gate import AccessGuard
 from web.limits import RateLimiter
 
 TOKEN = "tok-0123456789-abcdef"
@@ -84,10 +84,10 @@ def test_token_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> Non
         return real(a, b)
 
     monkeypatch.setattr(gate_module.hmac, "compare_digest", spy)
-    gate = Gate(None, access_token=TOKEN, frame_ancestors="'self'")
+    guard = AccessGuard(None, access_token=TOKEN)
     for sent, expected in [(TOKEN, True), ("x", False), (TOKEN + "x" * 100, False), ("", False)]:
         scope = {"headers": [(b"authorization", b"Bearer " + sent.encode())]}
-        assert gate._authorized(scope) is expected
+        assert guard._authorized(scope) is expected
     assert len(calls) == 4
     assert {len(a) for a, _ in calls} == {len(b) for _, b in calls} == {32}
 
@@ -273,11 +273,10 @@ def test_frame_ancestors_configurable() -> None:
 
 @pytest.mark.parametrize("value", ["'self'; script-src *", "a\r\nx-injected: 1", "a, b"])
 def test_frame_ancestors_cannot_inject(value: str) -> None:
-    """A value that would end the directive (or the header) stops the app from starting
-    (Starlette builds its middleware at start-up)."""
-    app = create_app(Settings.from_env({"FRAME_ANCESTORS": value}))
+    """A value that would end the directive (or the header) stops the app from being built
+    (the Gate, outermost, is built by create_app)."""
     with pytest.raises(ValueError, match="FRAME_ANCESTORS"):
-        app.build_middleware_stack()
+        create_app(Settings.from_env({"FRAME_ANCESTORS": value}))
 
 
 # -- CORS ------------------------------------------------------------------------------------------
@@ -294,8 +293,10 @@ def preflight(url: str, origin: str) -> httpx.Response:
 def test_cors_off_by_default(offline_app: LiveApp) -> None:
     response = preflight(offline_app.url, "https://a.example")
     assert "access-control-allow-origin" not in response.headers
+    # And the request itself is refused (tests/test_hardening.py: Origin and Host).
     response = post(offline_app.url, headers={"origin": "https://a.example"})
-    assert response.status_code == 200
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "forbidden_origin"
     assert "access-control-allow-origin" not in response.headers
 
 
@@ -317,6 +318,7 @@ def test_cors_for_listed_origins_only() -> None:
             assert response.status_code >= 400
             assert "access-control-allow-origin" not in response.headers
             simple = post(live.url, headers={"origin": origin, "authorization": f"Bearer {TOKEN}"})
+            assert simple.status_code == 403 and simple.json()["error"]["code"] == "forbidden_origin"
             assert "access-control-allow-origin" not in simple.headers
         # An error answer to a listed origin is readable by its page too.
         denied = post(live.url, headers={"origin": "https://a.example"})
@@ -365,7 +367,7 @@ def test_api_key_never_leaks() -> None:
             fake.push(Plan(tokens=["x "] * 50, interval_ms=20))
             sock = socket.create_connection(("127.0.0.1", server.port))
             payload = json.dumps(BODY).encode()
-            sock.sendall(b"POST %s HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (STREAM_PATH.encode(), len(payload), payload))
+            sock.sendall(b"POST %s HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (STREAM_PATH.encode(), len(payload), payload))
             time.sleep(0.2)
             sock.close()
             assert fake.wait_idle(5)

@@ -45,7 +45,7 @@ def body_for(phase: str) -> bytes:
 
 
 def request_bytes(body: bytes, path: str = STREAM_PATH) -> bytes:
-    return b"POST %s HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (path.encode(), len(body), body)
+    return b"POST %s HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (path.encode(), len(body), body)
 
 
 def read_until(sock: socket.socket, predicate, timeout: float = 5) -> bytes:

@@ -216,7 +216,7 @@ def counted() -> Iterator[tuple[LiveApp, CountingApp]]:
 
 def test_declared_oversize_body_is_413_without_reading(counted) -> None:
     live, counter = counted
-    head = b"POST %s HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\ncontent-length: 10000000\r\n\r\n" % STREAM_PATH.encode()
+    head = b"POST %s HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: 10000000\r\n\r\n" % STREAM_PATH.encode()
     status, headers, body = parse_raw_response(raw_http(live.port, head + b'{"message": "'))
     assert status == 413
     assert json.loads(body)["error"]["code"] == "body_too_large"
@@ -260,7 +260,7 @@ def test_chunked_oversize_body_raw_socket(counted) -> None:
     sent = 0
     answer = b""
     try:
-        sock.sendall(b"POST %s HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n" % STREAM_PATH.encode())
+        sock.sendall(b"POST %s HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n" % STREAM_PATH.encode())
         chunk = b"x" * 65536
         sock.setblocking(False)
         deadline = time.monotonic() + 15
@@ -330,3 +330,51 @@ def test_server_healthy_after_bad_input(live: LiveApp) -> None:
     assert live.health()["status"] == "ok"
     response = post(live, STREAM_PATH, json.dumps({"message": "hello", "mode": "chat"}))
     assert response.status_code == 200 and "event: done" in response.text
+
+
+# -- the body-read deadline -----------------------------------------------------------------------
+
+
+def test_trickled_body_gets_408_at_the_deadline() -> None:
+    """BODY_READ_TIMEOUT_SECONDS bounds the whole body, not the gaps: a client sending a byte
+    every 0.2 s is answered 408 body_timeout (JSON, `connection: close`) once it has passed."""
+    with LiveApp({"BODY_READ_TIMEOUT_SECONDS": "1"}) as live:
+        sock = socket.create_connection(("127.0.0.1", live.port), timeout=10)
+        try:
+            sock.sendall(b"POST %s HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n" % STREAM_PATH.encode())
+            started = time.monotonic()
+            sock.setblocking(False)
+            answer = b""
+            while time.monotonic() - started < 8:
+                try:
+                    answer += sock.recv(65536)
+                    if b"\r\n\r\n" in answer:
+                        break
+                except BlockingIOError:
+                    pass
+                try:
+                    sock.send(b" ")
+                except OSError:
+                    pass
+                time.sleep(0.2)
+            elapsed = time.monotonic() - started
+            sock.setblocking(True)
+            sock.settimeout(5)
+            while more := sock.recv(65536):  # the server closes after the answer
+                answer += more
+        finally:
+            sock.close()
+        status, headers, body = parse_raw_response(answer)
+        assert status == 408
+        assert headers["connection"] == "close"
+        assert headers["x-request-id"]
+        assert json.loads(body)["error"]["code"] == "body_timeout"
+        assert 0.9 < elapsed < 4, elapsed
+        assert live.wait_no_streams(5) == 0
+
+
+def test_body_read_timeout_setting() -> None:
+    from agent.config import Settings
+
+    assert Settings.from_env({}).body_read_timeout_seconds == 5.0
+    assert Settings.from_env({"BODY_READ_TIMEOUT_SECONDS": "2.5"}).body_read_timeout_seconds == 2.5

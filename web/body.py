@@ -1,13 +1,14 @@
-"""Reading a JSON request body within a byte limit, before the whole body is in memory."""
+"""Reading a JSON request body within a byte limit and a deadline, before the whole body is in memory."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from web.errors import ApiError
 
@@ -50,7 +51,12 @@ def _lone_surrogate(value: Any) -> bool:
     return False
 
 
-async def read_json(request: Request, max_bytes: int) -> Any:
+async def read_json(request: Request, max_bytes: int, timeout: float) -> Any:
+    """The body as JSON, or ApiError: 415, 413 (past `max_bytes`), 408 `body_timeout` (not all
+    there within `timeout` seconds: a client trickling its body cannot hold a connection, or
+    the app's attention, for longer), 400 `client_disconnected` (the client left mid-body: the
+    answer is never read, but the request ends as an ordinary error, in one log line), 400
+    `invalid_json` / `invalid_encoding`."""
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media not in _JSON_TYPES and not media.endswith("+json"):
         raise ApiError(415, "unsupported_media_type", f"Send the body as JSON (application/json or text/plain), not {media[:100]}.")
@@ -59,11 +65,17 @@ async def read_json(request: Request, max_bytes: int) -> Any:
     if declared.isdigit() and int(declared) > max_bytes:
         raise too_large
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise too_large  # stop reading: the rest never reaches memory
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise too_large  # stop reading: the rest never reaches memory
+                chunks.append(chunk)
+    except TimeoutError:
+        raise ApiError(408, "body_timeout", f"The body did not arrive within {timeout:g} s.", {"connection": "close"}) from None
+    except ClientDisconnect:
+        raise ApiError(400, "client_disconnected", "The client closed the connection before the whole body arrived.", {"connection": "close"}) from None
     try:
         text = b"".join(chunks).decode("utf-8")
     except UnicodeDecodeError as exc:

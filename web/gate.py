@@ -1,7 +1,24 @@
-"""The one middleware: request ids, security headers, the access token, one log line per request.
+"""The two pure ASGI middlewares: the Gate (outermost) and the AccessGuard (innermost).
 
-Pure ASGI (not Starlette's body-wrapping middleware base class): it never buffers the body. Its `send`
-wrapper touches only `http.response.start`; body messages go straight through. Error codes
+Gate wraps the whole Starlette app, outside Starlette's own ServerErrorMiddleware and the
+CORS middleware, so every response gets the request id and the security headers: CORS
+preflights, Starlette's 500s, and a JSON 500 of its own when the app raises before it has
+started a response. It writes the one log line per request.
+
+AccessGuard sits inside CORS (so its refusals carry CORS headers for listed origins, and
+preflights are answered by CORS without a token) and decides who may use `/api/*` and
+`/metrics`:
+    403 forbidden_host    the server was reached on a loopback address under a name that is
+                          not a loopback name nor in ALLOWED_HOSTS (DNS rebinding)
+    403 forbidden_origin  `Origin` is present and is neither this server's own origin nor in
+                          ALLOWED_ORIGINS (a cross-site page spending the model budget)
+    401 unauthorized      APP_ACCESS_TOKEN is set and the request does not carry it
+The page's static files and /openapi.json are left open: they are public, read-only, and
+hold nothing a page on another site could not fetch from anywhere.
+
+Both are pure ASGI (not Starlette's body-wrapping middleware base class): neither buffers the
+body. The Gate's `send` wrapper looks at `message["type"]` once and touches only
+`http.response.start`; body frames go straight through. The guard wraps nothing. Error codes
 reach the log line through scope["state"]["error_code"], set where an error is answered.
 
 The log line replaces uvicorn's access log (turned off at startup), so each API request
@@ -15,18 +32,26 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import logging
 import time
 import uuid
-from typing import Any
+from typing import Any, Iterable
+from urllib.parse import urlsplit
 
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from web.errors import error_response
 
 log = logging.getLogger("scenario_agent.request")
 
-PUBLIC_API_PATHS = frozenset({"/api/agent/scenario/stream/health"})
+PUBLIC_API_PATHS = frozenset({"/api/agent/scenario/stream/health"})  # no token needed
+
+
+def is_guarded(path: str) -> bool:
+    """The paths AccessGuard checks: the API, and /metrics (which also needs the token)."""
+    return path.startswith("/api/") or path == "/metrics"
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def content_security_policy(frame_ancestors: str) -> str:
@@ -46,9 +71,13 @@ def _digest(token: bytes) -> bytes:
 
 
 class Gate:
-    def __init__(self, app: Any, *, access_token: str | None, frame_ancestors: str) -> None:
+    """Outermost middleware: request id, security headers, JSON 500 of last resort, the log line.
+
+    `state` is the wrapped app's (`create_app(...).state.service` is the Service).
+    """
+
+    def __init__(self, app: ASGIApp, *, frame_ancestors: str) -> None:
         self.app = app
-        self.access_digest = _digest(access_token.encode()) if access_token else None
         self.security_headers = [
             (b"content-security-policy", content_security_policy(frame_ancestors).encode()),
             (b"x-content-type-options", b"nosniff"),
@@ -59,6 +88,10 @@ class Gate:
         if legacy:
             self.security_headers.append((b"x-frame-options", legacy))
 
+    @property
+    def state(self) -> Any:
+        return self.app.state  # type: ignore[attr-defined]
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -68,7 +101,7 @@ class Gate:
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         extra_headers = self.security_headers + [(b"x-request-id", request_id.encode())]
-        status = 0
+        status = 0  # also "has the response started"
 
         async def send_with_headers(message: dict[str, Any]) -> None:
             nonlocal status
@@ -79,24 +112,133 @@ class Gate:
 
         path: str = scope["path"]
         try:
-            if path.startswith("/api/") and path not in PUBLIC_API_PATHS and not self._authorized(scope):
-                state["error_code"] = "unauthorized"
-                response = error_response(
-                    401,
-                    {"code": "unauthorized", "message": "This server needs an access token: send 'Authorization: Bearer <token>'."},
-                    {"www-authenticate": "Bearer"},
-                )
-                await response(scope, receive, send_with_headers)
-            else:
-                await self.app(scope, receive, send_with_headers)
+            await self.app(scope, receive, send_with_headers)
+        except Exception:
+            # Starlette's ServerErrorMiddleware answers its own 500 first (the app's handler
+            # makes it JSON); this is for anything raised outside it. Re-raised either way, so
+            # uvicorn logs the traceback: it is a bug.
+            if status == 0:
+                state["error_code"] = "internal"
+                await error_response(500, {"code": "internal", "message": "Internal error. The request id is in X-Request-ID."})(scope, receive, send_with_headers)
+            raise
         finally:
             entry: dict[str, Any] = {"request_id": request_id, "method": scope["method"], "path": path, "status": status}
             entry.update(state.get("run_summary", {}))  # intent, model, state, ttft_ms, tokens, ...
             if entry.get("error_code") is None:
                 entry["error_code"] = state.get("error_code")  # set where an HTTP error is answered
-            entry.setdefault("client_disconnected", False)
+            entry.setdefault("client_disconnected", entry["error_code"] == "client_disconnected")
             entry.setdefault("duration_ms", round((time.perf_counter() - started) * 1000, 1))
             log.log(logging.INFO if path.startswith("/api/") else logging.DEBUG, entry)
+
+
+# -- who may use the API ------------------------------------------------------------------------
+
+
+def is_loopback_address(address: str) -> bool:
+    """True for 127.0.0.0/8, ::1 (and ::ffff:127.x), and the name "localhost"."""
+    if address.lower() == "localhost":
+        return True
+    try:
+        ip = ipaddress.ip_address(address.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
+
+
+def is_loopback_name(hostname: str) -> bool:
+    """A Host name that only ever means this machine: localhost, *.localhost (RFC 6761), 127.x, ::1."""
+    return hostname == "localhost" or hostname.endswith(".localhost") or is_loopback_address(hostname)
+
+
+def _split_authority(authority: str) -> tuple[str, int | None] | None:
+    """(lowercased host name without brackets, port or None) of a Host value; None if malformed."""
+    try:
+        parts = urlsplit("//" + authority)
+        return (parts.hostname or ""), parts.port
+    except ValueError:
+        return None
+
+
+class AccessGuard:
+    """Innermost middleware: the Host, Origin and access-token checks for `/api/*` and `/metrics` (see the module doc)."""
+
+    def __init__(self, app: ASGIApp, *, access_token: str | None, allowed_origins: Iterable[str] = (), allowed_hosts: Iterable[str] = ()) -> None:
+        self.app = app
+        self.access_digest = _digest(access_token.encode()) if access_token else None
+        self.allowed_origins = frozenset(o.rstrip("/") for o in allowed_origins)
+        self.allowed_hosts = frozenset(h.lower() for h in allowed_hosts)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not is_guarded(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        refusal = self.refusal(scope)
+        if refusal is None:
+            await self.app(scope, receive, send)
+            return
+        status, code, message, headers = refusal
+        scope.setdefault("state", {})["error_code"] = code
+        await error_response(status, {"code": code, "message": message}, headers)(scope, receive, send)
+
+    def refusal(self, scope: Scope) -> tuple[int, str, str, dict[str, str]] | None:
+        """None when the request may go on, else (status, code, message, headers). Cheapest first."""
+        host = origin = forwarded_proto = None
+        for name, value in scope["headers"]:
+            if name == b"host":
+                host = value.decode("latin-1")
+            elif name == b"origin":
+                origin = value.decode("latin-1")
+            elif name == b"x-forwarded-proto":
+                forwarded_proto = value.decode("latin-1")
+        if host is not None and not self._host_allowed(scope, host):
+            return 403, "forbidden_host", "This server does not answer to that Host name (set ALLOWED_HOSTS to add one).", {}
+        if origin is not None and not self._origin_allowed(scope, origin, host, forwarded_proto):
+            return 403, "forbidden_origin", "Requests from other sites are refused (set ALLOWED_ORIGINS to allow one).", {}
+        if scope["path"] not in PUBLIC_API_PATHS and not self._authorized(scope):
+            return 401, "unauthorized", "This server needs an access token: send 'Authorization: Bearer <token>'.", {"www-authenticate": "Bearer"}
+        return None
+
+    def _host_allowed(self, scope: Scope, host: str) -> bool:
+        # Only a server reached on a loopback address can be the target of DNS rebinding from
+        # the user's own browser; a PaaS deploy is reached on its public name and keeps working.
+        server = scope.get("server")
+        if not server or not is_loopback_address(str(server[0])):
+            return True
+        if "*" in self.allowed_hosts:
+            return True
+        authority = _split_authority(host)
+        if authority is None:
+            return False
+        hostname = authority[0]
+        return is_loopback_name(hostname) or hostname in self.allowed_hosts
+
+    def _origin_allowed(self, scope: Scope, origin: str, host: str | None, forwarded_proto: str | None) -> bool:
+        if origin.rstrip("/") in self.allowed_origins:
+            return True
+        if host is None:
+            return False  # no Host to compare with: only a listed origin is known
+        try:
+            parts = urlsplit(origin)
+            origin_host, origin_port = parts.hostname, parts.port
+        except ValueError:
+            return False
+        if parts.scheme not in DEFAULT_PORTS or not origin_host or parts.path not in ("", "/"):
+            return False  # "null", file:, a malformed value
+        # Behind a TLS-terminating router the socket is plain HTTP but the page is https: the
+        # router's X-Forwarded-Proto says so. A cross-site page cannot set that header (it is
+        # not CORS-safelisted), and Host can only be chosen by DNS rebinding (_host_allowed).
+        schemes = {scope.get("scheme", "http")}
+        if forwarded_proto:
+            schemes.update(p.strip().lower() for p in forwarded_proto.split(","))
+        if parts.scheme not in schemes:
+            return False
+        authority = _split_authority(host)
+        if authority is None:
+            return False
+        default = DEFAULT_PORTS[parts.scheme]
+        return authority[0] == origin_host and (authority[1] or default) == (origin_port or default)
 
     def _authorized(self, scope: Scope) -> bool:
         if self.access_digest is None:
@@ -107,4 +249,3 @@ class Gate:
                 # compare_digest takes the same time wherever the first difference is.
                 return hmac.compare_digest(_digest(token.strip()), self.access_digest) and scheme.lower() == b"bearer"
         return False
-

@@ -1,8 +1,8 @@
 """Per-client rate limiting: a token bucket per client address, in memory.
 
-The client address is the socket's peer, or the X-Forwarded-For address when uvicorn
-trusts the peer as a proxy (`--forwarded-allow-ips` / FORWARDED_ALLOW_IPS): by the time
-a request reaches the app, uvicorn has already put the right one in scope["client"].
+The client address is web/client_address.py's: the socket's peer, or, with
+FORWARDED_TRUSTED_HOPS set, the X-Forwarded-For entry the trusted proxy appended (never
+one the client wrote itself).
 """
 
 from __future__ import annotations
