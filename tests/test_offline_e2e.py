@@ -60,6 +60,14 @@ def test_create_without_a_scenario_returns_a_new_one(offline_app):
 def test_modify_renames_and_keeps_other_keys(offline_app):
     scenario = sample("supplier-negotiation")
     frames = run(offline_app, {"message": "Rename it to Blue Harbor Drill", "scenario": scenario, "mode": "modify"})
+    # The offline model answers a modify with a ```patch block: its text streams as scenario_delta,
+    # each operation is previewed as scenario_patch, then the scenario frame carries the result.
+    op = {"op": "replace", "path": "/title", "value": "Blue Harbor Drill"}
+    assert json.loads(text(frames, "scenario_delta")) == [op]
+    assert [d["op"] for k, d in frames if k == "scenario_patch"] == [op]
+    assert "```" not in text(frames)
+    kinds = [k for k, _ in frames]
+    assert kinds.index("scenario_patch") < kinds.index("scenario")
     event = next(d for k, d in frames if k == "scenario")
     assert event["scenario"]["title"] == "Blue Harbor Drill"
     assert {"op": "replace", "path": "/title"} in event["changes"]
@@ -87,3 +95,39 @@ def test_buffered_gives_the_same_answer_as_the_stream(offline_app, mode):
     assert result["intent"] == mode
     scenario_events = [d for k, d in streamed if k == "scenario"]
     assert result["scenario"] == (scenario_events[0]["scenario"] if scenario_events else None)
+
+
+def big_scenario(min_bytes: int = 40 * 1024) -> dict:
+    """A sample grown past min_bytes with more steps, as a long real scenario would be."""
+    scenario = sample("hospital-ransomware")
+    filler = "The team weighs each option against patient safety, cost and the time it buys. " * 6
+    number = 0
+    while len(json.dumps(scenario).encode()) < min_bytes:
+        number += 1
+        scenario["steps"].append({"title": f"Operational period {number}", "description": filler.strip()})
+    return scenario
+
+
+def test_rename_of_a_40_kb_scenario_streams_a_patch_under_1_kb(offline_app):
+    scenario = big_scenario()
+    assert len(json.dumps(scenario).encode()) >= 40 * 1024
+    frames = run(offline_app, {"message": "rename it to Night Shift", "scenario": scenario, "mode": "modify"})
+    patch_text = text(frames, "scenario_delta")
+    assert len(patch_text.encode()) < 1024
+    result = next(d for k, d in frames if k == "scenario")["scenario"]
+    assert result == {**scenario, "title": "Night Shift"}
+
+
+def test_auto_without_a_scenario_chats_and_says_how_to_start(offline_app):
+    for message in ("hello", "Explain this scenario", "what is a tabletop exercise?"):
+        frames = run(offline_app, {"message": message, "scenario": None})
+        assert frames[0][1]["intent"] == "chat", message
+        assert "scenario" not in [k for k, _ in frames]
+        assert "create a scenario about a flood" in text(frames)
+
+
+def test_auto_creates_a_fire_scenario_for_a_data_center_fire(offline_app):
+    frames = run(offline_app, {"message": "create a scenario about a data-center fire", "scenario": None})
+    assert frames[0][1]["intent"] == "create"
+    created = next(d for k, d in frames if k == "scenario")["scenario"]
+    assert "fire" in created["setting"].lower() and "Fire Warden" in [r["name"] for r in created["roles"]]

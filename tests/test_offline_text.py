@@ -660,3 +660,258 @@ def test_compose_never_raises_on_odd_scenarios(intent, message, scenario):
 def test_unknown_intent_is_answered_as_chat(intent, message):
     out = compose(intent, message, copy.deepcopy(SAMPLES[SAMPLE_IDS[0]]), [])
     assert isinstance(out, str) and out.strip()
+
+
+# ---------------------------------------------------------------------------
+# Modify answers are JSON Patch (issue 13)
+# ---------------------------------------------------------------------------
+
+
+def big_scenario(min_bytes: int = 40 * 1024) -> dict:
+    """A sample grown past min_bytes with more steps, as a long real scenario would be."""
+    scenario = copy.deepcopy(SAMPLES["hospital-ransomware"])
+    filler = "The team weighs each option against patient safety, cost and the time it buys. " * 6
+    number = 0
+    while len(json.dumps(scenario).encode()) < min_bytes:
+        number += 1
+        scenario["steps"].append({"title": f"Operational period {number}", "description": filler.strip()})
+    return scenario
+
+
+def test_modify_is_an_explanation_then_a_patch_block(sample):
+    out = compose("modify", "rename it to Night Shift and add a role for a journalist and remove step 2", sample, [])
+    explanation, block = out.split("```patch\n", 1)
+    assert "Night Shift" in explanation and "Journalist" in explanation
+    assert "```scenario" not in out
+    ops = extract_patch(out)
+    assert [(op["op"], op["path"]) for op in ops] == [
+        ("replace", "/title"), ("add", "/roles/-"), ("remove", "/steps/1")]
+    new = apply_ops(sample, ops)
+    assert new["title"] == "Night Shift" and new["roles"][-1]["name"] == "Journalist"
+    assert step_titles(new) == step_titles(sample)[:1] + step_titles(sample)[2:]
+
+
+def test_patch_indices_follow_earlier_operations(sample):
+    # "remove step 2 and 3" removes the two steps the user saw, so the second op's index
+    # is the one after the first removal (RFC 6902 applies operations in order).
+    out, new = modify(sample, "remove step 2 and 3")
+    assert [op["path"] for op in extract_patch(out)] == ["/steps/1", "/steps/1"]
+    assert step_titles(new) == step_titles(sample)[:1] + step_titles(sample)[3:]
+
+
+def test_add_step_at_a_position_is_an_add_at_that_index(sample):
+    out, new = modify(sample, "add step Coffee break after step 2")
+    assert extract_patch(out)[0]["path"] == "/steps/2"
+    assert new["steps"][2]["title"] == "Coffee break"
+
+
+def test_rename_of_a_40_kb_scenario_is_a_patch_under_1_kb():
+    scenario = big_scenario()
+    assert len(json.dumps(scenario).encode()) >= 40 * 1024
+    out = compose("modify", "rename it to Night Shift", scenario, [])
+    block = PATCH_RE.search(out).group(0)
+    assert len(block.encode()) < 1024
+    assert len(out.encode()) < 1024  # explanation included
+    assert apply_ops(scenario, extract_patch(out)) == {**scenario, "title": "Night Shift"}
+
+
+def test_a_change_bigger_than_the_document_comes_whole():
+    scenario = {"title": "T"}
+    out = compose("modify", "set summary to " + "long words " * 40, scenario, [])
+    assert "```scenario" in out and "```patch" not in out
+    assert extract(out)["summary"].startswith("long words")
+
+
+def test_compose_is_fast_on_a_40_kb_scenario():
+    import time
+
+    scenario = big_scenario()
+    messages = {"explain": "", "chat": "which step is the hardest?", "modify": "rename it to X and make it harder",
+                "create": "create a scenario about a flood"}
+    for intent, message in messages.items():
+        compose(intent, message, scenario, [])  # first use reads the data files
+        start = time.perf_counter()
+        for _ in range(5):
+            compose(intent, message, scenario, [])
+        per_call_ms = (time.perf_counter() - start) * 1000 / 5
+        assert per_call_ms < 100, (intent, per_call_ms)  # measured 1-5 ms on the dev box
+
+
+# ---------------------------------------------------------------------------
+# The content is data, read on first use (issue 10 item 4)
+# ---------------------------------------------------------------------------
+
+
+def test_templates_live_in_data_files_read_lazily():
+    import subprocess
+
+    code = ("import upstream.offline, upstream.offline.data as d;"
+            "from upstream.offline.compose import compose;"
+            "before = (d.phrases.cache_info().currsize, d.topics.cache_info().currsize);"
+            "compose('create', 'create a scenario about a flood', None, []);"
+            "print(before, (d.phrases.cache_info().currsize, d.topics.cache_info().currsize))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "(0, 0) (1, 1)"
+    data = ROOT / "upstream" / "offline" / "data"
+    topics = json.loads((data / "topics.json").read_text(encoding="utf-8"))["topics"]
+    assert len(topics) >= 10
+    source = "".join(path.read_text(encoding="utf-8") for path in (ROOT / "upstream" / "offline").glob("*.py"))
+    assert "Fire Warden" not in source and "Charge Nurse" not in source  # no template literals in code
+
+
+# ---------------------------------------------------------------------------
+# The offline model answers instead of restating (issue 15 items 8-12)
+# ---------------------------------------------------------------------------
+
+
+def test_what_should_the_commander_do_first_answers_from_the_steps():
+    scenario = SAMPLES["hospital-ransomware"]
+    out = compose("chat", "what should the commander do first?", scenario, [])
+    assert "Incident Commander" in out
+    assert "Activate incident command" in out  # the first step that names the role
+    assert "stands up the command centre" in out  # what it says the role does there
+    assert "within 15 minutes" in out  # the objective about incident command
+    assert "I'd give" not in out  # not casting advice
+
+
+def test_what_should_a_role_do_first_picks_its_earliest_steps():
+    scenario = SAMPLES["support-escalation"]
+    out = compose("chat", "What should the support agent do first?", scenario, [])
+    assert out.index("Opening the call") < out.index("De-escalation")
+    assert "Diagnosis" not in out and "Follow-up and debrief" not in out
+
+
+def test_what_should_a_role_do_first_without_a_step_naming_it():
+    scenario = {"title": "T", "roles": [{"name": "Scribe", "description": "Writes things down."}],
+                "steps": [{"title": "Kick-off", "description": "Everyone meets."}]}
+    out = compose("chat", "what should the scribe do first?", scenario, [])
+    assert "No step names the Scribe" in out and "Kick-off" in out
+
+
+@pytest.mark.parametrize("message", ["which step is the hardest?", "What's the toughest part?",
+                                     "which phase is most challenging"])
+def test_hardest_step_picks_one_and_says_why(message):
+    scenario = SAMPLES["supplier-negotiation"]
+    out = compose("chat", message, scenario, [])
+    assert out.count("step 5") == 1 and "Deadlock" in out
+    assert "because" in out and "time pressure" in out
+    others = [title for title in step_titles(scenario) if title != "Deadlock"]
+    assert not any(title in out for title in others), "one step, not the list"
+
+
+def test_hardest_step_counts_the_roles_involved():
+    scenario = {"title": "T", "roles": [{"name": "Pilot", "description": ""}, {"name": "Navigator", "description": ""},
+                                        {"name": "Engineer", "description": ""}],
+                "steps": [{"title": "Taxi", "description": "The pilot checks the brakes."},
+                          {"title": "Storm", "description": "The pilot, the navigator and the engineer reroute."},
+                          {"title": "Landing", "description": "The navigator reads out the altitude."}]}
+    out = compose("chat", "which step is the hardest?", scenario, [])
+    assert 'step 2, "Storm"' in out and "3 of the 3 roles" in out
+
+
+@pytest.mark.parametrize("sample_id", SAMPLE_IDS)
+def test_make_it_harder_also_changes_the_play_and_says_so(sample_id):
+    scenario = copy.deepcopy(SAMPLES[sample_id])
+    scenario["difficulty"] = "intermediate"
+    out, new = modify(scenario, "make it harder")
+    assert new["difficulty"] == "advanced"
+    added = [step for step in new["steps"] if step not in scenario["steps"]]
+    assert len(added) == 1 and added[0]["title"].startswith("Complication")
+    assert new["steps"][-1] == scenario["steps"][-1], "the twist comes before the wrap-up"
+    assert added[0]["title"] in prose(out) and "difficulty" in prose(out)
+
+
+def test_make_it_harder_again_tightens_a_time_limit():
+    scenario = copy.deepcopy(SAMPLES["hospital-ransomware"])  # already advanced
+    _, once = modify(scenario, "make it harder")
+    out, twice = modify(once, "make it harder")
+    assert twice["steps"] == once["steps"]
+    assert twice["objectives"][0] == "Activate the incident command structure within 10 minutes of detection"
+    assert "Tightened the time limit" in prose(out) and "15 minutes" in prose(out)
+
+
+@pytest.mark.parametrize("message, name", [
+    ("add a role for a journalist", "Journalist"),
+    ("add a role for the press officer", "Press Officer"),
+    ("Add a new role: an umpire", "Umpire"),
+    ("add the role of a local journalist who asks hard questions", "Local Journalist"),
+    ("add a journalist role", "Journalist"),
+])
+def test_add_role_strips_articles_and_role_words(sample, message, name):
+    _, new = modify(sample, message)
+    assert role_names(new) == role_names(sample) + [name]
+
+
+@pytest.mark.parametrize("message, key, role, cue", [
+    ("create a scenario about a data-center fire", "fire", "Fire Warden", "smoke"),
+    ("create a scenario about a flood", "flood", "Facilities Manager", "flood warning"),
+    ("make a tabletop exercise about a cyberattack", "security", "Security Analyst", "alert"),
+    ("create a scenario about a power outage", "outage", "Incident Manager", "core systems"),
+    ("I need a supplier price negotiation", "negotiation", "Buyer Lead", "meeting room"),
+    ("create a scenario about a medical emergency on a ward", "medical", "Charge Nurse", "hospital"),
+    ("a role-play about a customer complaint", "support", "Support Agent", "customer support"),
+    ("create a drill about an earthquake", "earthquake", "Floor Warden", "aftershocks"),
+    ("create a scenario about a chemical spill", "hazmat", "Spill Response Lead", "hazardous"),
+    ("create a scenario about a story going viral on social media", "media", "Spokesperson", "journalists"),
+])
+def test_create_recognises_topics(message, key, role, cue):
+    from upstream.offline.create import parse_create_request
+
+    assert parse_create_request(message).topic_template.key == key
+    out = compose("create", message, None, [])
+    scenario = extract(out)
+    assert role in role_names(scenario)
+    assert cue in scenario["setting"].lower()
+    assert "generic templates" not in out
+
+
+def test_create_data_center_fire_is_fire_specific():
+    scenario = extract(compose("create", "create a scenario about a data-center fire", None, []))
+    assert scenario["title"] == "Data-Center Fire Drill"
+    assert "data-center fire" in scenario["setting"] and "smoke" in scenario["setting"].lower()
+    assert "normal operating hours" not in scenario["setting"]
+    assert "Fire Service Liaison" in role_names(scenario)
+    assert any("fire service" in step["description"] for step in scenario["steps"])
+
+
+def test_create_unknown_topic_says_it_only_has_generic_templates():
+    out = compose("create", "create a scenario about onboarding new engineers", None, [])
+    assert "only has generic templates" in prose(out)
+    assert "onboarding new engineers" in prose(out) and "fire" in prose(out)
+    extract(out)
+
+
+# ---------------------------------------------------------------------------
+# Light markdown and the no-scenario chat (issue 11 item 6, issue 15 item 5)
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("intent, message", [
+    ("explain", ""), ("chat", "which step is the hardest?"), ("chat", "what should the commander do first?"),
+    ("modify", "add a role for a journalist"), ("create", "create a scenario about a flood"),
+])
+def test_answers_use_light_markdown(intent, message):
+    out = compose(intent, message, copy.deepcopy(SAMPLES["hospital-ransomware"]), [])
+    text = prose(out)
+    assert "**" in text or re.search(r"^#{2,3} ", text, re.M)
+    if intent in ("explain", "chat", "modify"):
+        assert re.search(r"^- ", text, re.M), "a bullet list"
+
+
+def test_explain_has_headings_and_bullets(sample):
+    out = compose("explain", "", sample, [])
+    assert out.startswith(f"## {sample['title']}")
+    assert "### Roles" in out and f"- **{sample['roles'][0]['name']}**" in out
+
+
+@pytest.mark.parametrize("message", ["hello", "Explain this scenario", "what is a tabletop exercise?",
+                                     "make it harder", "who should play what?"])
+def test_chat_without_a_scenario_says_how_to_start_one(message):
+    out = compose("chat", message, None, [])
+    assert "create a scenario about a flood" in out and "sample" in out
+    assert "```" not in out
+
+
+def test_chat_defines_a_tabletop_exercise():
+    out = compose("chat", "what is a tabletop exercise?", None, [])
+    assert "**tabletop exercise**" in out and "discussion-based" in out
