@@ -259,3 +259,9 @@ def test_describe_operation(op, words):
 
 def test_describe_operation_of_a_difficulty_change():
     assert describe_operation({"op": "replace", "path": "/difficulty", "value": "hard"}, {"difficulty": "easy"}) == "changed the difficulty to hard"
+
+
+@given(st.text(alphabet='[]{}",:\\ \nab1', max_size=50), st.data())
+@settings(max_examples=500, deadline=None)
+def test_any_chunking_of_any_text_gives_the_same_operations_and_error(text, data):
+    assert outcome(data.draw(chunkings(text))) == outcome([text])

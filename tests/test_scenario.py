@@ -293,3 +293,10 @@ def test_describe_change_for_nested_and_created_values():
     ]
     assert describe_change({"op": "replace", "path": ""}, None, {"title": "t"}) == "created the scenario"
     assert describe_change({"op": "replace", "path": "/x~1y/0"}, {"x/y": [1]}, {"x/y": [2]}) == "changed x/y/0"
+
+
+def test_a_scenario_imported_without_a_title_can_be_modified_without_one():
+    imported = {"name": "Old drill", "steps": ["a"]}
+    assert validate_modified(imported, {"name": "New drill", "steps": ["a", "b"]}, set())
+    with pytest.raises(InvalidScenario, match="title must be a non-empty string"):
+        validate_modified(imported, {**imported, "title": " "}, set())  # an added known field follows the schema
