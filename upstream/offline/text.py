@@ -10,6 +10,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from upstream.offline.data import phrase
@@ -251,16 +252,20 @@ def summarise(value: Any, depth: int = 0) -> str:
 def mentions(item_text: str, name: str) -> bool:
     """Whether a text mentions a role: its full name, or its head noun ("commander" of "Incident
     Commander"), stemmed so that "command" and "counsel's" count too."""
-    lowered = item_text.lower()
-    if name and re.search(rf"(?<!\w){re.escape(name.lower())}(?!\w)", lowered):
-        return True
+    pattern = _mention_pattern(name)
+    return bool(pattern and pattern.search(item_text.lower()))
+
+
+@lru_cache(maxsize=512)
+def _mention_pattern(name: str) -> re.Pattern[str] | None:
+    # One compiled pattern per role name: a 40 KB scenario asks it of every step.
     generic = set(phrase("generic_role_words"))
     distinctive = [word for word in words(name) if len(word) > 3 and word not in generic]
-    if not distinctive:
-        return False
-    head = distinctive[-1]
-    stem = head[: max(5, len(head) - 3)]
-    return any(word.startswith(stem) for word in words(item_text))
+    choices = [re.escape(name.lower()) + r"(?!\w)"] if name.strip() else []
+    if distinctive:
+        head = distinctive[-1]
+        choices.append(re.escape(head[: max(5, len(head) - 3)]))
+    return re.compile(r"(?<!\w)(?:" + "|".join(choices) + ")") if choices else None
 
 
 # ---------------------------------------------------------------------------
