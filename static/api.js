@@ -100,7 +100,7 @@ export const isAbort = (err, signal) => (signal && signal.aborted) || (err && er
 
 // ---- health ---------------------------------------------------------------------
 
-/** GET the health endpoint: {status, provider, model, active_streams, version}. */
+/** GET the health endpoint: {status, provider, model, active_streams, version, budget?, ...}. */
 export async function getHealth({ signal } = {}) {
   let res;
   try {
@@ -115,19 +115,6 @@ export async function getHealth({ signal } = {}) {
 
 // ---- streaming --------------------------------------------------------------------
 
-/**
- * POST the request and read the SSE stream.
- *
- * Callbacks (all optional), each given `t` = ms since the request started:
- *   onResponse({status, requestId, t})       headers arrived (2xx only)
- *   onChunk({bytes, t})                        one reader.read() result
- *   onEvent({type, data, id, t})               one SSE event (raw data text)
- *   onComment({text, t})                       one comment line, e.g. " ping"
- *
- * Resolves to {complete, requestId, t0} when the body ends; rejects with an
- * ApiError for an HTTP error or network loss, or the AbortError when `signal`
- * aborts (the partial results were already delivered through the callbacks).
- */
 /** POST a JSON body; a failure to reach the server becomes a network ApiError. */
 async function postJSON(url, body, signal, extraHeaders = {}) {
   try {
@@ -144,6 +131,19 @@ async function postJSON(url, body, signal, extraHeaders = {}) {
   }
 }
 
+/**
+ * POST the request and read the SSE stream.
+ *
+ * Callbacks (all optional), each given `t` = ms since the request started:
+ *   onResponse({status, requestId, t})       headers arrived (2xx only)
+ *   onChunk({bytes, t})                        one reader.read() result
+ *   onEvent({type, data, id, t})               one SSE event (raw data text)
+ *   onComment({text, t})                       one comment line, e.g. " ping"
+ *
+ * Resolves to {requestId, t0} when the body ends; rejects with an
+ * ApiError for an HTTP error or network loss, or the AbortError when `signal`
+ * aborts (the partial results were already delivered through the callbacks).
+ */
 export async function streamAgent(body, { signal, onResponse, onChunk, onEvent, onComment } = {}) {
   const t0 = now();
   const res = await postJSON(STREAM_URL, body, signal, { Accept: "text/event-stream" });

@@ -57,6 +57,7 @@ export function createInspector(root) {
   };
   const outcomeEl = $("#inspector-outcome");
   const legend = $("#timeline-legend");
+  const emptyNote = $("#timeline-empty");
 
   let stream = null;
   let buffered = null;
@@ -150,6 +151,9 @@ export function createInspector(root) {
       axis: v("--tl-axis", "#999"),
       lane: v("--tl-lane", "rgba(127,127,127,0.08)"),
       chat: v("--tl-chat", "#2563eb"),
+      reasoning: v("--tl-reasoning", "#0d9488"),
+      scenario_patch: v("--tl-patch", "#c026d3"),
+      repair: v("--tl-repair", "#ea580c"),
       scenario_delta: v("--tl-scenario", "#7c3aed"),
       scenario: v("--tl-scenario", "#7c3aed"),
       meta: v("--tl-meta", "#6b7280"),
@@ -161,6 +165,16 @@ export function createInspector(root) {
   }
 
   function draw() {
+    const runs = [stream, buffered].filter(Boolean);
+    // Before any request there is nothing to draw: a sentence, not an empty 0-50 ms axis.
+    canvas.hidden = runs.length === 0;
+    if (emptyNote) emptyNote.hidden = runs.length > 0;
+    legend.hidden = runs.length === 0;
+    if (runs.length === 0) {
+      canvas.dataset.ticks = "0";
+      canvas.dataset.lanes = "0";
+      return;
+    }
     const dpr = Math.max(1, Math.min(3, window.devicePixelRatio || 1));
     const cssWidth = Math.max(200, Math.floor(canvas.clientWidth || canvas.parentElement.clientWidth || 600));
     const lanes = buffered ? 2 : 1;
@@ -180,7 +194,6 @@ export function createInspector(root) {
     const x0 = labelW;
     const x1 = cssWidth - 12;
 
-    const runs = [stream, buffered].filter(Boolean);
     let maxT = 0;
     for (const r of runs) {
       maxT = Math.max(maxT, r.tEnd ?? 0, r.frames.length ? r.frames[r.frames.length - 1].t : 0);
@@ -214,9 +227,12 @@ export function createInspector(root) {
         } else if (f.kind === "chunk") {
           color = col.chunk;
           len = 0.9;
-        } else if (TEXT_TYPES.has(f.type)) {
+        } else if (TEXT_TYPES.has(f.type) || f.type === "reasoning" || f.type === "scenario_patch") {
           color = col[f.type];
           len = 0.7;
+        } else if (f.type === "repair") {
+          color = col.repair;
+          len = 1;
         } else if (f.type === "error") {
           color = col.error;
           len = 1;
@@ -281,7 +297,6 @@ export function createInspector(root) {
     canvas.dataset.ticks = String(ticks);
     canvas.dataset.trackStart = String(Math.ceil(x0 * dpr));
     canvas.dataset.lanes = String(lanes);
-    legend.hidden = runs.length === 0;
   }
 
   function niceCeil(v) {

@@ -210,22 +210,6 @@ export function changeTarget(container, change) {
   return element ? { element, exact: path === change.path } : null;
 }
 
-/** One change in plain words: {op: "add", path: "/roles/3"} -> "added roles #4". */
-export function describeChange(c) {
-  const verbs = { add: "added", remove: "removed", replace: "changed" };
-  const parts = (parsePointer(c.path) || []).map((p) => (/^\d+$/.test(p) ? `#${Number(p) + 1}` : p));
-  const where = parts.join(" ").replace(/ #/g, " #") || "the whole scenario";
-  return `${verbs[c.op] || c.op} ${where}`;
-}
-
-/** "changed title, added roles #4" — the whole list in plain words. */
-export function describeChanges(changes) {
-  if (!Array.isArray(changes) || changes.length === 0) return "";
-  const parts = changes.slice(0, 6).map(describeChange);
-  if (changes.length > 6) parts.push(`and ${changes.length - 6} more`);
-  return parts.join(", ");
-}
-
 /**
  * The JSON that forms live during a modify/create: text is appended as it
  * arrives; the <pre> is updated at most once per animation frame.

@@ -4,6 +4,8 @@
 //
 // Shape (key "scenario-agent:v1"):
 //   { versions: [{scenario, changes, source, at}], index, messages: [...], mode }
+// A message: {id, role, content, status, intent?, error?, retried?, reasoning?: {text, withheld, ms},
+// cutOff?, changeSummary?, firstChange?: {op, path}}.
 
 export const STORAGE_KEY = "scenario-agent:v1";
 export const MAX_VERSIONS = 50;
@@ -63,17 +65,27 @@ export function loadState() {
         intent: typeof m.intent === "string" ? m.intent : undefined,
         error: m.error && typeof m.error === "object" ? { code: String(m.error.code ?? ""), message: String(m.error.message ?? "") } : undefined,
         retried: m.retried === true || undefined,
+        // Shown again after a reload; never sent back to the server (buildHistory).
+        reasoning: readReasoning(m.reasoning),
+        cutOff: m.cutOff === true || undefined,
+        changeSummary: typeof m.changeSummary === "string" ? m.changeSummary : undefined,
+        firstChange: m.firstChange && typeof m.firstChange.path === "string" ? { op: String(m.firstChange.op), path: m.firstChange.path } : undefined,
       }));
   }
   if (typeof raw.mode === "string") state.mode = raw.mode;
   return state;
 }
 
+function readReasoning(r) {
+  if (!r || typeof r !== "object" || typeof r.text !== "string") return undefined;
+  return { text: r.text, withheld: r.withheld === true, ms: typeof r.ms === "number" ? r.ms : null };
+}
+
 function serialise(state) {
   return JSON.stringify({
     versions: state.versions,
     index: state.index,
-    messages: state.messages.map(({ id, role, content, status, intent, error, retried }) => ({
+    messages: state.messages.map(({ id, role, content, status, intent, error, retried, reasoning, cutOff, changeSummary, firstChange }) => ({
       id,
       role,
       content,
@@ -81,6 +93,10 @@ function serialise(state) {
       intent,
       error,
       retried,
+      reasoning,
+      cutOff,
+      changeSummary,
+      firstChange,
     })),
     mode: state.mode,
   });

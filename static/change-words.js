@@ -1,0 +1,87 @@
+// Changes to a scenario in plain words: "renamed the title", "added role Journalist",
+// "removed step 4". Pure: no DOM.
+//
+// A change is {op, path, text?} (the server's `changes` entries, or a JSON Patch operation):
+// the server's `text`, when present, is used as it is; otherwise the words are built from the
+// op, the path and the scenario before and after.
+
+import { isPlainObject, parsePointer } from "./json-tools.js";
+
+const SINGULAR = { roles: "role", steps: "step", objectives: "objective", materials: "material", tags: "tag", injects: "inject" };
+const VERBS = { add: "added", remove: "removed", replace: "changed", move: "moved", copy: "copied", test: "checked" };
+
+const singular = (key) => SINGULAR[key] || (key.endsWith("s") && key.length > 3 ? key.slice(0, -1) : key);
+const humanKey = (key) => String(key).replace(/[_-]+/g, " ").trim();
+
+function at(doc, parts) {
+  let v = doc;
+  for (const p of parts) {
+    if (v === null || typeof v !== "object") return undefined;
+    v = Array.isArray(v) ? v[Number(p)] : v[p];
+  }
+  return v;
+}
+
+/** A short name for a list item: its name/title, or a short string. */
+function itemName(item) {
+  if (typeof item === "string") return item.length > 60 ? `${item.slice(0, 57)}…` : item;
+  if (isPlainObject(item)) {
+    for (const f of ["name", "title", "role", "action"]) if (typeof item[f] === "string" && item[f].trim()) return item[f].trim();
+  }
+  return "";
+}
+
+const quote = (s) => (s ? ` “${s}”` : "");
+
+/**
+ * One change in words. `before` / `after`: the scenario before and after (either may be null);
+ * `value`: the operation's value when it is a patch operation.
+ */
+export function describeChange(change, { before = null, after = null } = {}) {
+  if (!change || typeof change !== "object") return "";
+  if (typeof change.text === "string" && change.text.trim()) return change.text.trim();
+  const parts = parsePointer(change.path) || [];
+  const verb = VERBS[change.op] || String(change.op || "changed");
+  if (parts.length === 0) return change.op === "replace" ? "replaced the whole scenario" : `${verb} the scenario`;
+  const [top, index, field] = parts;
+  const value = "value" in change ? change.value : undefined;
+
+  if (parts.length === 1) {
+    if (top === "title" && change.op === "replace") {
+      const title = typeof value === "string" ? value : after && typeof after.title === "string" ? after.title : "";
+      return `renamed the title${title ? ` to “${title}”` : ""}`;
+    }
+    if (change.op === "replace" && ["difficulty", "setting", "summary"].includes(top)) {
+      const v = value !== undefined ? value : at(after, parts);
+      return typeof v === "string" && v.length <= 40 ? `changed the ${humanKey(top)} to “${v}”` : `changed the ${humanKey(top)}`;
+    }
+    return `${verb} the ${humanKey(top)}`;
+  }
+
+  const list = at(change.op === "remove" ? before : after, [top]) ?? at(before, [top]);
+  const isItem = index !== undefined && (/^\d+$/.test(index) || index === "-") && (Array.isArray(list) || list === undefined);
+  if (!isItem) return `${verb} the ${parts.slice(1).map(humanKey).join(" ")} of the ${humanKey(top)}`;
+
+  const n = index === "-" ? (Array.isArray(list) ? list.length : null) : Number(index) + 1;
+  const itemDoc = index === "-" ? undefined : at(change.op === "remove" ? before : after, [top, index]);
+  const noun = singular(top);
+  if (parts.length === 2) {
+    const name = itemName(value !== undefined ? value : itemDoc);
+    if (change.op === "add") return `added ${noun}${name ? ` ${name}` : n ? ` ${n}` : ""}`;
+    if (change.op === "remove") return `removed ${noun}${n ? ` ${n}` : ""}${quote(itemName(at(before, [top, index])))}`;
+    return `${verb} ${noun}${n ? ` ${n}` : ""}${quote(name)}`;
+  }
+  const owner = itemName(at(after, [top, index]) ?? at(before, [top, index]));
+  const what = parts.slice(2).map((p) => (/^\d+$/.test(p) ? `#${Number(p) + 1}` : humanKey(p))).join(" ");
+  const subject = `${noun} ${n}${quote(owner)}`;
+  if (change.op === "replace" && ["name", "title"].includes(field) && parts.length === 3) return `renamed ${subject}`;
+  return `${verb} the ${what} of ${subject}`;
+}
+
+/** "renamed the title, added role Journalist" (at most `max`, then "and N more"). */
+export function describeChanges(changes, context = {}, max = 6) {
+  if (!Array.isArray(changes) || changes.length === 0) return "";
+  const parts = changes.slice(0, max).map((c) => describeChange(c, context));
+  if (changes.length > max) parts.push(`and ${changes.length - max} more`);
+  return parts.join(", ");
+}

@@ -1,0 +1,88 @@
+// Unit tests for static/json-patch.js (the preview's patch apply) and static/change-words.js.
+// Run: node --test tests/js/
+import { test, describe } from "node:test";
+import assert from "node:assert/strict";
+
+import { PatchError, applyOperation } from "../../static/json-patch.js";
+import { describeChange, describeChanges } from "../../static/change-words.js";
+
+const doc = () => ({
+  title: "Blue Harbor",
+  difficulty: "medium",
+  roles: [{ name: "Commander" }, { name: "Scribe" }],
+  steps: [{ title: "Alarm" }, { title: "Evacuate" }, { title: "Roll call" }, { title: "Debrief" }],
+  objectives: ["Be quick"],
+});
+
+describe("applyOperation", () => {
+  test("add, remove, replace, move, copy, test; the input is never changed", () => {
+    const d = doc();
+    const frozen = JSON.stringify(d);
+    let r = applyOperation(d, { op: "add", path: "/roles/-", value: { name: "Journalist" } });
+    assert.equal(r.path, "/roles/2");
+    assert.equal(r.doc.roles[2].name, "Journalist");
+    assert.equal(r.doc.steps, d.steps, "untouched parts are shared");
+    r = applyOperation(r.doc, { op: "add", path: "/roles/0", value: { name: "First" } });
+    assert.deepEqual(r.doc.roles.map((x) => x.name), ["First", "Commander", "Scribe", "Journalist"]);
+    r = applyOperation(r.doc, { op: "remove", path: "/steps/3" });
+    assert.equal(r.doc.steps.length, 3);
+    r = applyOperation(r.doc, { op: "replace", path: "/steps/0/title", value: "Siren" });
+    assert.equal(r.doc.steps[0].title, "Siren");
+    r = applyOperation(r.doc, { op: "move", from: "/roles/0", path: "/roles/-" });
+    assert.equal(r.doc.roles.at(-1).name, "First");
+    r = applyOperation(r.doc, { op: "copy", from: "/title", path: "/subtitle" });
+    assert.equal(r.doc.subtitle, "Blue Harbor");
+    r = applyOperation(r.doc, { op: "test", path: "/difficulty", value: "medium" });
+    assert.equal(r.doc.difficulty, "medium");
+    r = applyOperation(r.doc, { op: "add", path: "/a~1b", value: 1 });
+    assert.equal(r.doc["a/b"], 1);
+    assert.equal(JSON.stringify(d), frozen);
+  });
+
+  test("failures throw PatchError", () => {
+    const bad = [
+      { op: "remove", path: "/steps/9" },
+      { op: "replace", path: "/nope", value: 1 },
+      { op: "add", path: "/roles/7", value: {} },
+      { op: "add", path: "/missing/0", value: {} },
+      { op: "test", path: "/title", value: "Other" },
+      { op: "frobnicate", path: "/title" },
+      { op: "add", path: "title", value: 1 },
+      { op: "remove", path: "" },
+    ];
+    for (const op of bad) assert.throws(() => applyOperation(doc(), op), PatchError, JSON.stringify(op));
+  });
+});
+
+describe("describeChange", () => {
+  const before = doc();
+  const after = { ...doc(), title: "Red Harbor", roles: [...doc().roles, { name: "Journalist" }] };
+
+  test("the server's text wins", () => {
+    assert.equal(describeChange({ op: "add", path: "/roles/2", text: "added role Journalist (press)" }), "added role Journalist (press)");
+  });
+
+  test("words from op and path, with names from the scenario", () => {
+    const cases = [
+      [{ op: "add", path: "/roles/2" }, "added role Journalist"],
+      [{ op: "add", path: "/roles/-", value: { name: "Journalist" } }, "added role Journalist"],
+      [{ op: "replace", path: "/title" }, "renamed the title to “Red Harbor”"],
+      [{ op: "replace", path: "/title", value: "Green" }, "renamed the title to “Green”"],
+      [{ op: "remove", path: "/steps/3" }, "removed step 4 “Debrief”"],
+      [{ op: "replace", path: "/difficulty", value: "hard" }, "changed the difficulty to “hard”"],
+      [{ op: "replace", path: "/steps/1/title" }, "renamed step 2 “Evacuate”"],
+      [{ op: "replace", path: "/steps/1/description" }, "changed the description of step 2 “Evacuate”"],
+      [{ op: "add", path: "/objectives/1", value: "Count everyone" }, "added objective Count everyone"],
+      [{ op: "add", path: "/duration_minutes" }, "added the duration minutes"],
+      [{ op: "replace", path: "" }, "replaced the whole scenario"],
+    ];
+    for (const [change, words] of cases) assert.equal(describeChange(change, { before, after }), words, JSON.stringify(change));
+    assert.ok(!describeChange({ op: "add", path: "/roles/2" }, { before, after }).includes("#"));
+  });
+
+  test("a list of changes", () => {
+    const list = Array.from({ length: 8 }, (_, i) => ({ op: "replace", path: `/steps/${i}/title`, text: `t${i}` }));
+    assert.equal(describeChanges(list), "t0, t1, t2, t3, t4, t5, and 2 more");
+    assert.equal(describeChanges([]), "");
+  });
+});
