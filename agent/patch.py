@@ -32,6 +32,7 @@ from agent.scenario import (
     json_type,
     parse_json,
     split_pointer,
+    validate_modified,
 )
 
 OPS = ("add", "remove", "replace", "move", "copy", "test")
@@ -483,3 +484,57 @@ def describe_operation(op: dict[str, Any], doc_before: Any) -> str:
     if name in ("move", "copy") and source is None:
         return f"{name} {op.get('path')}"
     return describe(str(name), tokens, doc_before, op.get("value"), source)
+
+
+# ---------------------------------------------------------------------------
+# One streamed patch, start to finish
+# ---------------------------------------------------------------------------
+
+class PatchPreview:
+    """A ```patch block's text in, applied operations out, as it streams.
+
+        preview = PatchPreview(user_scenario)
+        for index, op in preview.feed(text):     # each op already applied to the working copy
+            yield ScenarioPatch(op, index)
+        scenario, changes = preview.finish(removals)   # after the block ends
+
+    `feed` and `finish` raise InvalidScenario (PatchSyntaxError, PatchError, or the
+    validator's reason); after that the preview is spent and the working copy must be
+    dropped. The user's scenario is never changed.
+    """
+
+    def __init__(self, original: dict[str, Any], max_bytes: int = MAX_SCENARIO_BYTES) -> None:
+        self.original = original
+        self.working: Any = clone(original)
+        self.reader = OperationReader(max_bytes)
+        self.changes: list[dict[str, str]] = []
+        self.count = 0
+
+    def feed(self, text: str) -> list[tuple[int, dict[str, Any]]]:
+        """(index, op) for each operation the text completed, applied in order."""
+        try:
+            ops = self.reader.feed(text)
+        except PatchSyntaxError as exc:
+            # Operations completed before the syntax error still fail the whole patch;
+            # apply them only so that a PatchError among them is reported first.
+            for op in exc.operations:
+                self._apply(op)
+            raise
+        return [self._apply(op) for op in ops]
+
+    def _apply(self, op: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        index = self.count
+        check_operation(op, index)
+        words = describe_operation(op, self.working)
+        self.working = apply_operation(self.working, op, index)
+        self.count += 1
+        if op["op"] != "test":  # a test changes nothing: not a change to list
+            self.changes.append({"op": op["op"], "path": op["path"], "text": words})
+        return index, op
+
+    def finish(self, removals: set[str] | frozenset[str] = frozenset()) -> tuple[dict[str, Any], list[dict[str, str]]]:
+        """The end of the block: the array must be complete and the result a valid
+        modification of the original (agent.scenario.validate_modified). An empty
+        array is valid: the original comes back with no changes."""
+        self.reader.close()
+        return validate_modified(self.original, self.working, removals), self.changes

@@ -265,3 +265,50 @@ def test_describe_operation_of_a_difficulty_change():
 @settings(max_examples=500, deadline=None)
 def test_any_chunking_of_any_text_gives_the_same_operations_and_error(text, data):
     assert outcome(data.draw(chunkings(text))) == outcome([text])
+
+
+# --- one streamed patch -------------------------------------------------------------
+
+from agent.patch import PatchPreview  # noqa: E402
+from agent.scenario import InvalidScenario  # noqa: E402
+
+
+def test_patch_preview_applies_each_operation_as_it_arrives_then_validates_the_result():
+    preview = PatchPreview(DOC)
+    applied = []
+    for index in range(0, len(PATCH), 5):
+        applied += preview.feed(PATCH[index: index + 5])
+    scenario, changes = preview.finish()
+    assert applied == list(enumerate(OPS))
+    assert scenario == apply_patch(DOC, [op for _, op in applied])
+    assert changes == [
+        {"op": "replace", "path": "/title", "text": "renamed the title"},
+        {"op": "add", "path": "/roles/-", "text": "added role Journalist"},
+        {"op": "remove", "path": "/steps/3", "text": "removed step 4"},
+    ]
+    assert DOC["title"] == "Harbor" and len(DOC["steps"]) == 5
+
+
+def test_patch_preview_refuses_a_failing_operation_a_dropped_key_and_an_unclosed_array():
+    preview = PatchPreview(DOC)
+    with pytest.raises(PatchError, match=r"operation 2 \(replace /steps/9/title\): index 9 is out of range"):
+        preview.feed('[{"op": "test", "path": "/title", "value": "Harbor"}, {"op": "replace", "path": "/steps/9/title", "value": "x"}]')
+
+    preview = PatchPreview(DOC)
+    preview.feed('[{"op": "remove", "path": "/objectives"}]')
+    with pytest.raises(InvalidScenario, match='dropped "objectives"'):
+        preview.finish()
+    allowed = PatchPreview(DOC)
+    allowed.feed('[{"op": "remove", "path": "/objectives"}]')
+    assert "objectives" not in allowed.finish({"objectives"})[0]
+
+    preview = PatchPreview(DOC)
+    preview.feed('[{"op": "remove", "path": "/objectives"}')
+    with pytest.raises(PatchSyntaxError, match="ended before its closing"):
+        preview.finish({"objectives"})
+
+
+def test_an_empty_patch_changes_nothing():
+    preview = PatchPreview(DOC)
+    preview.feed("[]")
+    assert preview.finish() == (DOC, [])
