@@ -77,13 +77,12 @@ def _response(outcome: Outcome, unparsed: list[str], scenario: dict, message: st
     whole = t.scenario_block(scenario)
     if outcome.ops and len(patch) > len(whole):
         # Most of the document changed: the whole scenario is the shorter answer.
-        parts.append("The change touches most of the scenario, so here it is in full.")
+        parts.append("The change touches most of the scenario, so I sent it whole.")
         return f"{t.safe(_paragraphs(parts))}\n\n{whole}"
     if outcome.ops:
-        parts.append(f"The patch below holds {t.plural(len(outcome.ops), 'operation')}; everything else "
-                     "stays as it was.")
+        parts.append(f"Everything else stays as it was ({t.plural(len(outcome.ops), 'patch operation')}).")
     else:
-        parts.append("The scenario is unchanged (an empty patch).")
+        parts.append("The scenario is unchanged.")
     return f"{t.safe(_paragraphs(parts))}\n\n{patch}"
 
 
