@@ -145,7 +145,7 @@ class Service:
 
     async def stream(self, request: Request) -> EventStreamResponse | LabStreamResponse:
         # ?lab=<mode> (web/lab.py) is checked before the slot and the body are taken.
-        lab = lab_mode(request.query_params.getlist("lab"))
+        lab = lab_mode(request.scope["query_string"])
         run = await self._admit(request)
         s = self.settings
         if lab is not None:

@@ -278,3 +278,17 @@ def test_a_client_leaving_a_lab_stream_closes_the_run(live: LiveApp, mode: str) 
     assert live.wait_no_streams(1.5) == 0
     assert time.monotonic() - t0 < 2.0
     assert live.service.active_streams == 0
+
+
+def test_lab_mode_reads_only_the_lab_parameter() -> None:
+    from web.errors import ApiError
+    from web.lab import MODES as LAB_MODES, lab_mode
+
+    assert LAB_MODES == MODES
+    assert lab_mode(b"") is None  # the real stream's requests: nothing parsed
+    assert lab_mode(b"x=1") is None
+    assert lab_mode(b"x=1&lab=buffer-4k") == "buffer-4k"
+    for query in (b"lab=", b"lab", b"lab=zip", b"lab=gzip&lab=gzip"):
+        with pytest.raises(ApiError) as caught:
+            lab_mode(query)
+        assert caught.value.status == 422 and caught.value.code == "invalid_lab_mode"

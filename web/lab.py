@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import zlib
-from typing import Callable, Sequence
+from typing import Callable
+from urllib.parse import parse_qs
 
 from starlette.types import Receive, Scope, Send
 
@@ -132,10 +133,15 @@ SINKS: dict[str, Callable[[], Sink]] = {"blocking": Blocking, "accumulate": Accu
 MODES = tuple(SINKS)
 
 
-def lab_mode(values: Sequence[str]) -> str | None:
-    """The `lab` query parameter's mode, None when it is absent. Raises ApiError 422
-    (`invalid_lab_mode`) for an unknown mode, an empty one or more than one."""
-    if not values:
+def lab_mode(query_string: bytes) -> str | None:
+    """The mode in the request's query string (`scope["query_string"]`), None without a `lab`
+    parameter. Raises ApiError 422 (`invalid_lab_mode`) for an unknown mode, an empty one or
+    more than one. The real stream's requests have no query string: for them this is one test
+    of an empty bytes object (the query is parsed only when there is one)."""
+    if not query_string:
+        return None
+    values = parse_qs(query_string.decode("latin-1"), keep_blank_values=True).get("lab")
+    if values is None:
         return None
     if len(values) == 1 and values[0] in SINKS:
         return values[0]
