@@ -915,3 +915,18 @@ def test_chat_without_a_scenario_says_how_to_start_one(message):
 def test_chat_defines_a_tabletop_exercise():
     out = compose("chat", "what is a tabletop exercise?", None, [])
     assert "**tabletop exercise**" in out and "discussion-based" in out
+
+
+@pytest.mark.parametrize("sample_id", SAMPLE_IDS)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(message=st.lists(EDIT_WORDS, max_size=25).map(" ".join))
+def test_the_patch_reproduces_every_edit_exactly(sample_id, message):
+    """The recorded operations, applied in order to the original, give exactly the edited copy."""
+    from upstream.offline.edit import apply_edits
+    from upstream.offline.grammar import parse_request
+
+    original = SAMPLES[sample_id]
+    working = copy.deepcopy(original)
+    edits, _ = parse_request(message, working)
+    outcome = apply_edits(working, edits)
+    assert apply_ops(original, outcome.ops) == working
