@@ -1,21 +1,40 @@
 # The README's commands. `make run` starts the app on the built-in offline model;
 # `make test` installs the dev tools (and Debian's chromium for the browser tests) and runs every test.
+#
+# Where packages go: into the active virtual environment when there is one (VIRTUAL_ENV is
+# set), else into .venv here, created on first use. Never into the system's Python, which on
+# Debian/Ubuntu refuses (PEP 668, "externally-managed-environment"). Debian's python3 needs
+# its python3-venv package for `-m venv`; it is installed when missing, like chromium below
+# (that needs root, as CI has).
 PORT ?= 8000
+PYTHON3 ?= python3
+
+ifdef VIRTUAL_ENV
+PYTHON := $(VIRTUAL_ENV)/bin/python
+ENV_READY :=
+else
+PYTHON := .venv/bin/python
+ENV_READY := .venv/bin/python
+endif
 
 .PHONY: run test bench soak
 
-run:
-	pip install -r requirements.txt
-	uvicorn app:app --host 127.0.0.1 --port $(PORT)
+# Made once; a half-made .venv (venv without ensurepip) is removed before the retry.
+.venv/bin/python:
+	$(PYTHON3) -m venv .venv || { rm -rf .venv && apt-get update && apt-get install -y python3-venv && $(PYTHON3) -m venv .venv; }
 
-test:
+run: $(ENV_READY)
+	$(PYTHON) -m pip install -q -r requirements.txt
+	$(PYTHON) -m uvicorn app:app --host 127.0.0.1 --port $(PORT)
+
+test: $(ENV_READY)
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
-	pip install -r requirements-dev.txt
-	python3 -m pytest
+	$(PYTHON) -m pip install -q -r requirements-dev.txt
+	$(PYTHON) -m pytest
 
-bench:
-	pip install -r requirements-dev.txt
-	python3 bench/run.py
+bench: $(ENV_READY)
+	$(PYTHON) -m pip install -q -r requirements-dev.txt
+	$(PYTHON) bench/run.py
 
-soak:
-	SOAK_REQUESTS=3000 python3 -m pytest -q tests/test_soak.py
+soak: $(ENV_READY)
+	SOAK_REQUESTS=3000 $(PYTHON) -m pytest -q -s tests/test_soak.py
