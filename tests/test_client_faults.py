@@ -155,7 +155,8 @@ def test_client_that_stops_reading_is_dropped_after_send_timeout() -> None:
     the stream ends and the upstream is released."""
     total = 25_000 * 8_000  # 200 MB offered by a fast upstream
     with FakeUpstream(Plan(tokens=["x" * 8_000] * 25_000)) as fake:
-        with LiveApp(upstream_env(fake, SEND_TIMEOUT_SECONDS="1", HEARTBEAT_SECONDS="15")) as live:
+        # MAX_OUTPUT_TOKENS far above the 200 MB: the local output limit must not end it first.
+        with LiveApp(upstream_env(fake, SEND_TIMEOUT_SECONDS="1", HEARTBEAT_SECONDS="15", MAX_OUTPUT_TOKENS="1000000000")) as live:
             tasks_before = server_task_count(live)
             sock = socket.socket()
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)

@@ -273,7 +273,8 @@ async def _ok_app(scope: Any, receive: Any, send: Any) -> None:
         (("10.0.0.5", 8000), {"host": "app.example", "origin": "https://app.example", "x-forwarded-proto": "https"}, "http", 200),
         (("10.0.0.5", 8000), {"host": "app.example:8443", "origin": "https://app.example:8443"}, "https", 200),
         (("10.0.0.5", 8000), {"host": "app.example", "origin": "https://evil.example", "x-forwarded-proto": "https"}, "http", 403),
-        (("10.0.0.5", 8000), {"host": "app.example", "origin": "http://app.example", "x-forwarded-proto": "https"}, "http", 200),
+        (("10.0.0.5", 8000), {"host": "app.example", "origin": "http://app.example", "x-forwarded-proto": "https"}, "http", 403),
+        (("10.0.0.5", 8000), {"host": "app.example", "origin": "https://app.example", "x-forwarded-proto": "https, http"}, "http", 200),
         (("10.0.0.5", 8000), {"host": "app.example", "origin": "https://app.example"}, "http", 403),  # scheme differs, no proxy said https
         # Loopback: only loopback names.
         (("127.0.0.1", 8000), {"host": "evil.example"}, "http", 403),
@@ -313,13 +314,6 @@ def test_forged_forwarded_for_cannot_dodge_the_rate_limit() -> None:
         # Another client behind the same router has its own bucket.
         response = client.post(server.url + BUFFERED_PATH, json={"message": ""}, headers={"x-forwarded-for": "203.0.113.8"})
         assert response.status_code == 422
-
-
-def test_forwarded_for_ignored_without_trusted_hops() -> None:
-    with LiveApp({"RATE_LIMIT_PER_MINUTE": "3"}, proxy_headers=False) as live:
-        for index in range(3):
-            assert httpx.post(live.url + BUFFERED_PATH, json=BODY, headers={"x-forwarded-for": f"203.0.113.{index}"}, timeout=10).status_code == 200
-        assert httpx.post(live.url + BUFFERED_PATH, json=BODY, headers={"x-forwarded-for": "198.51.100.77"}, timeout=10).status_code == 429
 
 
 @pytest.mark.parametrize(

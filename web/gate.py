@@ -227,12 +227,11 @@ class AccessGuard:
         if parts.scheme not in DEFAULT_PORTS or not origin_host or parts.path not in ("", "/"):
             return False  # "null", file:, a malformed value
         # Behind a TLS-terminating router the socket is plain HTTP but the page is https: the
-        # router's X-Forwarded-Proto says so. A cross-site page cannot set that header (it is
-        # not CORS-safelisted), and Host can only be chosen by DNS rebinding (_host_allowed).
-        schemes = {scope.get("scheme", "http")}
-        if forwarded_proto:
-            schemes.update(p.strip().lower() for p in forwarded_proto.split(","))
-        if parts.scheme not in schemes:
+        # router's X-Forwarded-Proto says so (the first proxy's, left-most, is what the browser
+        # used). A cross-site page cannot set that header (it is not CORS-safelisted), and Host
+        # can only be chosen by DNS rebinding (_host_allowed).
+        scheme = forwarded_proto.split(",", 1)[0].strip().lower() if forwarded_proto else scope.get("scheme", "http")
+        if parts.scheme != scheme:
             return False
         authority = _split_authority(host)
         if authority is None:
