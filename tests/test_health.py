@@ -97,3 +97,38 @@ def test_degraded_needs_consecutive_failures() -> None:
     for _ in range(DEGRADED_AFTER):
         upstream.observe(None, "upstream_timeout")
     assert upstream.degraded and upstream.snapshot()["last_error_code"] == "upstream_timeout"
+
+
+def _nullable_to_json_schema(value):
+    """OpenAPI 3.0's `nullable: true` as JSON Schema's "null" type (enough for the Health schema)."""
+    if isinstance(value, list):
+        return [_nullable_to_json_schema(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out = {k: _nullable_to_json_schema(v) for k, v in value.items() if k != "nullable"}
+    if value.get("nullable") and "type" in out:
+        out["type"] = [out["type"], "null"]
+    return out
+
+
+def test_health_matches_the_documented_schema() -> None:
+    import json
+    from pathlib import Path
+
+    import jsonschema
+
+    document = json.loads((Path(__file__).resolve().parent.parent / "docs" / "openapi.json").read_text())
+    schema = _nullable_to_json_schema(document["components"]["schemas"]["Health"])
+    validator = jsonschema.Draft7Validator(schema)
+    with FakeUpstream() as fake:
+        with LiveApp(upstream_env(fake, TOKEN_BUDGET_PER_DAY="1000")) as live:
+            fresh = live.health()
+            for _ in range(DEGRADED_AFTER):
+                fake.push(Plan(status=503))
+                ask(live)
+            degraded = live.health()
+    assert degraded["status"] == "degraded" and "budget" in degraded and "upstream" in degraded
+    for body in (fresh, degraded):
+        errors = [e.message for e in validator.iter_errors(body)]
+        assert not errors, (body, errors)
+    assert not validator.is_valid({**degraded, "status": "made_up"})
