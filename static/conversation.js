@@ -152,7 +152,6 @@ export function createConversation({ els, state, save, saveSoon, announce, panel
     if (msg.reasoning && (msg.reasoning.text || msg.reasoning.withheld)) {
       const t = thinkingBlock(view);
       t.text.appendData(msg.reasoning.text || "");
-      t.shown = (msg.reasoning.text || "").length;
       setThinkingLabel(view, msg.reasoning.withheld, msg.reasoning.ms, false);
       t.details.open = false;
     }
@@ -177,7 +176,7 @@ export function createConversation({ els, state, save, saveSoon, announce, panel
     body.appendChild(text);
     details.append(summary, body);
     view.root.insertBefore(details, view.text);
-    view.thinking = { details, label, time, body, text, shown: 0, timer: null };
+    view.thinking = { details, label, time, body, text, timer: null };
     return view.thinking;
   }
 
@@ -344,10 +343,7 @@ export function createConversation({ els, state, save, saveSoon, announce, panel
     if (next.reasoning !== prev.reasoning && view) {
       const r = next.reasoning;
       const t = thinkingBlock(view);
-      if (r.text.length > t.shown) {
-        t.text.appendData(r.text.slice(t.shown));
-        t.shown = r.text.length;
-      }
+      if (r.delta && r.text.length !== prev.reasoning.text.length) t.text.appendData(r.delta);
       msg.reasoning = { text: r.text, withheld: r.withheld, ms: thinkingMs(r, performance.now() - t0) };
       setThinkingLabel(view, r.withheld, msg.reasoning.ms, r.open);
       if (r.open && !t.timer) {
@@ -365,16 +361,17 @@ export function createConversation({ els, state, save, saveSoon, announce, panel
       follower.toEnd();
     }
 
-    if (next.text !== prev.text) {
+    // Lengths, not contents: comparing two long strings would read them both.
+    if (next.text.length !== prev.text.length) {
       msg.content = next.text;
-      if (view) view.md.update(next.text);
+      if (view) view.md.append(next.delta);
       follower.toEnd();
       saveSoon();
     }
 
     if (!owns) return;
     if (next.block.open && !prev.block.open) panel.openLive();
-    if (next.block.text.length > prev.block.text.length && next.block.open) panel.appendLive(next.block.text.slice(prev.block.open ? prev.block.text.length : 0));
+    if (next.block.open && next.block.text.length !== prev.block.text.length && next.block.delta) panel.appendLive(next.block.delta);
     if (!next.block.open && prev.block.open && !next.result) panel.closeLive();
     if (next.preview && next.preview !== prev.preview && next.preview.ops !== (prev.preview && prev.preview.ops)) panel.showPreview(next.preview);
     if (!next.preview && prev.preview && !next.result) panel.dropPreview();

@@ -107,6 +107,7 @@ function caretHost(node) {
 
 /**
  * A view of a growing markdown text in `container`.
+ *   append(piece) render the text so far plus `piece` (the per-token call)
  *   update(text)  render `text` (normally the previous text plus a token)
  *   caret(node)   keep `node` at the end of the text (null removes it)
  *   stats         {updates, commits, rebuilt}: counts, for measuring per-token work
@@ -125,33 +126,39 @@ export function createMarkdownView(container) {
     if (caretNode.parentNode !== host || host.lastChild !== caretNode) host.appendChild(caretNode);
   }
 
+  function render({ commit, live, reset }) {
+    stats.updates += 1;
+    if (reset) {
+      container.replaceChildren();
+      liveNodes = [];
+      liveKey = "";
+    }
+    if (commit.length) {
+      for (const n of liveNodes) n.remove();
+      liveNodes = [];
+      liveKey = "";
+      for (const b of commit) container.appendChild(buildBlock(b));
+      stats.commits += commit.length;
+    }
+    // Rebuild the tail only when it changed (a token inside a code block changes it; a
+    // repeat of the same text does not).
+    const key = JSON.stringify(live);
+    if (key !== liveKey) {
+      for (const n of liveNodes) n.remove();
+      liveNodes = live.map(buildBlock);
+      for (const n of liveNodes) container.appendChild(n);
+      liveKey = key;
+      stats.rebuilt += 1;
+    }
+    placeCaret();
+  }
+
   return {
+    append(piece) {
+      render(stream.append(piece));
+    },
     update(text) {
-      stats.updates += 1;
-      const { commit, live, reset } = stream.update(text);
-      if (reset) {
-        container.replaceChildren();
-        liveNodes = [];
-        liveKey = "";
-      }
-      if (commit.length) {
-        for (const n of liveNodes) n.remove();
-        liveNodes = [];
-        liveKey = "";
-        for (const b of commit) container.appendChild(buildBlock(b));
-        stats.commits += commit.length;
-      }
-      // Rebuild the tail only when it changed (a token inside a code block changes it; a
-      // repeat of the same text does not).
-      const key = JSON.stringify(live);
-      if (key !== liveKey) {
-        for (const n of liveNodes) n.remove();
-        liveNodes = live.map(buildBlock);
-        for (const n of liveNodes) container.appendChild(n);
-        liveKey = key;
-        stats.rebuilt += 1;
-      }
-      placeCaret();
+      render(stream.update(text));
     },
     /** Render `text` from scratch (for a finished answer shown differently from its stream). */
     replace(text) {

@@ -170,37 +170,60 @@ export function parseBlocks(text) {
 }
 
 /**
- * Blocks of a text that grows at its end (a streaming answer). `update(text)` takes the whole
- * text so far and returns {commit, live, reset}:
+ * Blocks of a text that grows at its end (a streaming answer). Each call returns
+ * {commit, live, reset}:
  *   commit  blocks that are final: nothing appended later can change them (render them once);
- *   live    the blocks after them, re-parsed on every update (the growing last block, and a
+ *   live    the blocks after them, re-parsed on every call (the growing last block, and a
  *           block whose first line is still partial);
  *   reset   true when the text did not extend the previous one: start over (render from scratch).
- * The committed blocks of all updates, then the last `live`, equal parseBlocks(text).
+ * The committed blocks of all calls, then the last `live`, equal parseBlocks(text).
  * Offsets (`from`) are relative to the whole text.
+ *
+ * `append(piece)` is the per-token call: it touches only the uncommitted tail, never the whole
+ * text (reading a long string that grew by `+=` makes the engine copy all of it, every token).
+ * `update(text)` takes the whole text so far and appends what is new.
  */
 export function createBlockStream() {
-  let seen = "";
-  let base = 0; // where the first uncommitted block starts
+  let seenLength = 0;
+  let base = 0; // where the first uncommitted block starts in the whole text
+  let tail = ""; // the text from `base` on
+
+  function step(reset) {
+    // Only complete lines decide where a block ends: a partial last line such as "#" may
+    // still become "#x", which would continue the paragraph above it.
+    const completeEnd = tail.lastIndexOf("\n") + 1;
+    const commit = [];
+    if (completeEnd > 0) {
+      const settled = parseBlocks(tail.slice(0, completeEnd));
+      for (let k = 0; k < settled.length - 1; k++) commit.push({ ...settled[k], from: settled[k].from + base });
+      if (settled.length > 1) {
+        const cut = settled[settled.length - 1].from;
+        tail = tail.slice(cut);
+        base += cut;
+      }
+    }
+    const live = parseBlocks(tail).map((b) => ({ ...b, from: b.from + base }));
+    return { commit, live, reset };
+  }
+
   return {
+    append(piece) {
+      tail += piece;
+      seenLength += piece.length;
+      return step(false);
+    },
     update(text) {
-      let reset = false;
-      if (!text.startsWith(seen)) {
-        base = 0;
-        reset = true;
+      // An extension keeps the committed blocks: the uncommitted tail must still match.
+      if (text.length >= seenLength && text.startsWith(tail, base)) {
+        const piece = text.slice(seenLength);
+        tail += piece;
+        seenLength = text.length;
+        return step(false);
       }
-      seen = text;
-      // Only complete lines decide where a block ends: a partial last line such as "#" may
-      // still become "#x", which would continue the paragraph above it.
-      const completeEnd = text.lastIndexOf("\n") + 1;
-      const commit = [];
-      if (completeEnd > base) {
-        const settled = parseBlocks(text.slice(base, completeEnd));
-        for (let k = 0; k < settled.length - 1; k++) commit.push({ ...settled[k], from: settled[k].from + base });
-        if (settled.length > 1) base += settled[settled.length - 1].from;
-      }
-      const live = parseBlocks(text.slice(base)).map((b) => ({ ...b, from: b.from + base }));
-      return { commit, live, reset };
+      base = 0;
+      tail = text;
+      seenLength = text.length;
+      return step(true);
     },
   };
 }

@@ -42,8 +42,11 @@ export function initialState({ scenario = null } = {}) {
     model: null,
     provider: null,
     text: "", // the answer's prose (chat frames)
-    reasoning: { text: "", withheld: false, frames: 0, startedAt: null, lastAt: null, endedAt: null, open: false },
-    block: { open: false, text: "" }, // the fenced block's raw text as it streams
+    // What the last event added to `text`, `reasoning.text` or `block.text`: a view appends
+    // it instead of slicing the long string (which would copy all of it every token).
+    delta: "",
+    reasoning: { text: "", delta: "", withheld: false, frames: 0, startedAt: null, lastAt: null, endedAt: null, open: false },
+    block: { open: false, text: "", delta: "" }, // the fenced block's raw text as it streams
     preview: null, // {doc, ops: [{op, index, path}], last: path, error} while patch frames land
     result: null, // {scenario, changes} when the scenario frame came
     repairs: [], // [{attempt, reason}]
@@ -94,6 +97,7 @@ export function reduce(state, event) {
         reasoning: {
           ...r,
           text: r.text + str(data.content),
+          delta: str(data.content),
           withheld: r.withheld || data.withheld === true,
           frames: r.frames + 1,
           startedAt: r.startedAt ?? t,
@@ -106,12 +110,12 @@ export function reduce(state, event) {
     case "chat": {
       const content = str(data.content);
       if (!content) return state;
-      return { ...state, text: state.text + content, reasoning: endThinking(state.reasoning, t) };
+      return { ...state, text: state.text + content, delta: content, reasoning: endThinking(state.reasoning, t) };
     }
     case "scenario_delta":
       return {
         ...state,
-        block: { open: true, text: state.block.text + str(data.content) },
+        block: { open: true, text: state.block.text + str(data.content), delta: str(data.content) },
         reasoning: endThinking(state.reasoning, t),
       };
     case "scenario_patch": {
@@ -134,7 +138,7 @@ export function reduce(state, event) {
         ...state,
         result: { scenario: data.scenario, changes: Array.isArray(data.changes) ? data.changes : null },
         preview: null,
-        block: { open: false, text: state.block.text },
+        block: { open: false, text: state.block.text, delta: "" },
         notice: null,
       };
     }
@@ -143,7 +147,7 @@ export function reduce(state, event) {
         ...state,
         repairs: [...state.repairs, { attempt: typeof data.attempt === "number" ? data.attempt : state.repairs.length + 1, reason: str(data.reason) }],
         preview: null,
-        block: { open: false, text: "" },
+        block: { open: false, text: "", delta: "" },
         notice: { kind: "info", text: REPAIR_NOTICE },
       };
     case "error": {
@@ -153,7 +157,7 @@ export function reduce(state, event) {
       if (error.code === "invalid_scenario") notice = { kind: "error", text: "The agent's new version was not a valid scenario, so the current scenario is unchanged." };
       else if (error.code === "output_truncated") notice = { kind: "error", text: "The new version was cut off by the model's output limit, so the current scenario is unchanged." };
       else if (hadBlock) notice = { kind: "error", text: "The new version did not finish arriving; the current scenario is unchanged." };
-      return { ...state, error, preview: null, block: { open: false, text: state.block.text }, notice };
+      return { ...state, error, preview: null, block: { open: false, text: state.block.text, delta: "" }, notice };
     }
     case "done":
       return {
@@ -162,7 +166,7 @@ export function reduce(state, event) {
         cutOff: data.finish_reason === "length",
         finished: true,
         reasoning: endThinking(state.reasoning, t),
-        block: state.block.open ? { open: false, text: state.block.text } : state.block,
+        block: state.block.open ? { open: false, text: state.block.text, delta: "" } : state.block,
       };
     default:
       return state;

@@ -123,13 +123,13 @@ describe("inline", () => {
 
 describe("incremental blocks", () => {
   /** Feed `text` in pieces, collecting committed blocks; return them + the final live blocks. */
-  function streamed(text, cuts) {
+  function streamed(text, cuts, byPiece = false) {
     const stream = createBlockStream();
     const committed = [];
     let live = [];
     let at = 0;
     for (const c of [...cuts, text.length]) {
-      const { commit, live: l, reset } = stream.update(text.slice(0, c));
+      const { commit, live: l, reset } = byPiece ? stream.append(text.slice(at, c)) : stream.update(text.slice(0, c));
       assert.equal(reset, false);
       committed.push(...commit);
       live = l;
@@ -142,6 +142,7 @@ describe("incremental blocks", () => {
   test("one character at a time gives the same blocks as one parse", () => {
     const cuts = [...Array(SAMPLE.length).keys()].slice(1);
     assert.deepEqual(streamed(SAMPLE, cuts), parseBlocks(SAMPLE));
+    assert.deepEqual(streamed(SAMPLE, cuts, true), parseBlocks(SAMPLE), "append(piece) gives the same");
   });
 
   test("any chunking gives the same blocks (seeded random cuts)", () => {
@@ -151,7 +152,7 @@ describe("incremental blocks", () => {
     for (const text of texts) {
       for (let trial = 0; trial < 200; trial++) {
         const cuts = [...new Set(Array.from({ length: 1 + Math.floor(rand() * 12) }, () => 1 + Math.floor(rand() * (text.length - 1))))].sort((a, b) => a - b);
-        assert.deepEqual(streamed(text, cuts), parseBlocks(text), `cuts ${cuts}`);
+        assert.deepEqual(streamed(text, cuts, trial % 2 === 1), parseBlocks(text), `cuts ${cuts}`);
       }
     }
   });

@@ -72,6 +72,7 @@ describe("reducer", () => {
       ["chat", { content: " late" }],
     ]);
     assert.equal(s.text, "Hello");
+    assert.equal(run([["chat", { content: "Hel" }], ["chat", { content: "lo" }]]).at(-1).delta, "lo", "delta: what the last frame added");
     assert.equal(s.intent, "explain");
     assert.equal(s.requestId, "abc");
     assert.equal(s.provider, "offline");
