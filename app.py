@@ -59,13 +59,19 @@ log = logging.getLogger("scenario_agent")
 MIN_PYTHON = (3, 11)  # asyncio.timeout; README, "Requirements"
 
 
+# uvicorn's exit status for "cannot start": with several workers its supervisor then stops,
+# where any other status makes it start the worker again, forever.
+STARTUP_FAILURE = 3
+
+
 def check_python_version(version: tuple[int, ...] = tuple(sys.version_info)) -> None:
-    """Refuse to run on a Python older than MIN_PYTHON, with one line that says why.
+    """Refuse to run on a Python older than MIN_PYTHON: one line on stderr, exit status 3.
 
     On 3.10 the app would start and answer health, then fail every stream."""
     if tuple(version[:2]) < MIN_PYTHON:
         have = ".".join(str(part) for part in version[:3])
-        raise SystemExit(f"scenario-agent needs Python {MIN_PYTHON[0]}.{MIN_PYTHON[1]} or newer; this is Python {have}.")
+        print(f"scenario-agent needs Python {MIN_PYTHON[0]}.{MIN_PYTHON[1]} or newer; this is Python {have}.", file=sys.stderr)
+        raise SystemExit(STARTUP_FAILURE)
 
 
 class Service:
