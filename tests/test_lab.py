@@ -286,9 +286,16 @@ def test_lab_mode_reads_only_the_lab_parameter() -> None:
 
     assert LAB_MODES == MODES
     assert lab_mode(b"") is None  # the real stream's requests: nothing parsed
-    assert lab_mode(b"x=1") is None
-    assert lab_mode(b"x=1&lab=buffer-4k") == "buffer-4k"
-    for query in (b"lab=", b"lab", b"lab=zip", b"lab=gzip&lab=gzip"):
+    assert lab_mode(b"&") is None
+    assert lab_mode(b"lab=buffer-4k") == "buffer-4k"
+    for query in (b"lab=", b"lab", b"lab=zip", b"lab=gzip&lab=gzip", b"lab=gzip+"):
         with pytest.raises(ApiError) as caught:
             lab_mode(query)
         assert caught.value.status == 422 and caught.value.code == "invalid_lab_mode"
+        assert caught.value.extra == {"field": "lab"}
+    # `lab` is the route's only query parameter: another is rejected like an unknown body field.
+    for query, name in ((b"x=1", "x"), (b"lab=gzip&x=1", "x"), (b"=0", "")):
+        with pytest.raises(ApiError) as caught:
+            lab_mode(query)
+        assert caught.value.status == 422 and caught.value.code == "unknown_query_parameter"
+        assert caught.value.extra == {"field": name}

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import zlib
 from typing import Callable
-from urllib.parse import parse_qs
+from urllib.parse import parse_qsl
 
 from starlette.types import Receive, Scope, Send
 
@@ -134,14 +134,21 @@ MODES = tuple(SINKS)
 
 
 def lab_mode(query_string: bytes) -> str | None:
-    """The mode in the request's query string (`scope["query_string"]`), None without a `lab`
-    parameter. Raises ApiError 422 (`invalid_lab_mode`) for an unknown mode, an empty one or
-    more than one. The real stream's requests have no query string: for them this is one test
-    of an empty bytes object (the query is parsed only when there is one)."""
+    """The mode in the stream request's query string (`scope["query_string"]`); None when it
+    has no `lab` parameter. `lab` is the route's one query parameter (docs/openapi.json), so,
+    like an unknown body field, any other is a 422 (`unknown_query_parameter`, `field` names
+    it). An unknown mode, an empty one or more than one is a 422 (`invalid_lab_mode`).
+
+    The real stream's requests have no query string: for them this is one test of an empty
+    bytes object (the query is parsed only when there is one)."""
     if not query_string:
         return None
-    values = parse_qs(query_string.decode("latin-1"), keep_blank_values=True).get("lab")
-    if values is None:
+    pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
+    for name, _ in pairs:
+        if name != "lab":
+            raise ApiError(422, "unknown_query_parameter", f"Unknown query parameter {name!r}: the only one is 'lab' ({', '.join(MODES)}).", field=name)
+    values = [value for _, value in pairs]
+    if not values:
         return None
     if len(values) == 1 and values[0] in SINKS:
         return values[0]
