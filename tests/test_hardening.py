@@ -181,7 +181,7 @@ def test_cross_site_text_plain_post_is_refused(live: LiveApp) -> None:
     for path in (STREAM_PATH, BUFFERED_PATH):
         response = httpx.post(live.url + path, content=json.dumps(BODY), headers={"content-type": "text/plain;charset=UTF-8", "origin": "https://evil.example"}, timeout=10)
         assert_refused(response, "forbidden_origin")
-    for origin in ("null", f"https://127.0.0.1:{live.port}", f"http://127.0.0.1:{live.port + 1}", f"http://localhost:{live.port}", "http://127.0.0.1"):
+    for origin in ("null", "file://", f"http://127.0.0.1:{live.port + 1}", f"http://localhost:{live.port}", "http://127.0.0.1"):
         response = httpx.post(live.url + STREAM_PATH, json=BODY, headers={"origin": origin}, timeout=10)
         assert_refused(response, "forbidden_origin")
 
@@ -275,7 +275,8 @@ async def _ok_app(scope: Any, receive: Any, send: Any) -> None:
         (("10.0.0.5", 8000), {"host": "app.example", "origin": "https://evil.example", "x-forwarded-proto": "https"}, "http", 403),
         (("10.0.0.5", 8000), {"host": "app.example", "origin": "http://app.example", "x-forwarded-proto": "https"}, "http", 403),
         (("10.0.0.5", 8000), {"host": "app.example", "origin": "https://app.example", "x-forwarded-proto": "https, http"}, "http", 200),
-        (("10.0.0.5", 8000), {"host": "app.example", "origin": "https://app.example"}, "http", 403),  # scheme differs, no proxy said https
+        (("10.0.0.5", 8000), {"host": "app.example", "origin": "https://app.example"}, "http", 200),  # a proxy ended TLS and said nothing
+        (("10.0.0.5", 8000), {"host": "app.example", "origin": "http://app.example"}, "https", 403),  # an http page calling the https server
         # Loopback: only loopback names.
         (("127.0.0.1", 8000), {"host": "evil.example"}, "http", 403),
         (("::1", 8000), {"host": "evil.example"}, "http", 403),

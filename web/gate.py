@@ -226,12 +226,13 @@ class AccessGuard:
             return False
         if parts.scheme not in DEFAULT_PORTS or not origin_host or parts.path not in ("", "/"):
             return False  # "null", file:, a malformed value
-        # Behind a TLS-terminating router the socket is plain HTTP but the page is https: the
-        # router's X-Forwarded-Proto says so (the first proxy's, left-most, is what the browser
-        # used). A cross-site page cannot set that header (it is not CORS-safelisted), and Host
-        # can only be chosen by DNS rebinding (_host_allowed).
+        # The scheme the browser used: X-Forwarded-Proto's when a router says (the first proxy's,
+        # left-most), else the socket's. A cross-site page cannot set that header (it is not
+        # CORS-safelisted), and Host can only be chosen by DNS rebinding (_host_allowed).
+        # An https page over a plain-HTTP socket is a proxy ending TLS without saying so: the
+        # page is this server's. The reverse (an http page calling the https server) is not.
         scheme = forwarded_proto.split(",", 1)[0].strip().lower() if forwarded_proto else scope.get("scheme", "http")
-        if parts.scheme != scheme:
+        if parts.scheme != scheme and not (parts.scheme == "https" and scheme == "http"):
             return False
         authority = _split_authority(host)
         if authority is None:
