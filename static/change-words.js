@@ -5,7 +5,7 @@
 // the server's `text`, when present, is used as it is; otherwise the words are built from the
 // op, the path and the scenario before and after.
 
-import { isPlainObject, parsePointer } from "./json-tools.js";
+import { isPlainObject, parsePointer, pointer } from "./json-tools.js";
 
 const SINGULAR = { roles: "role", steps: "step", objectives: "objective", materials: "material", tags: "tag", injects: "inject" };
 const VERBS = { add: "added", remove: "removed", replace: "changed", move: "moved", copy: "copied", test: "checked" };
@@ -84,4 +84,25 @@ export function describeChanges(changes, context = {}, max = 6) {
   const parts = changes.slice(0, max).map((c) => describeChange(c, context));
   if (changes.length > max) parts.push(`and ${changes.length - max} more`);
   return parts.join(", ");
+}
+
+/**
+ * The changes with every "-" (the end of a list, as a JSON Patch `add` writes it) replaced by
+ * the index the item landed at, so the view can find and highlight it. Changes are read in
+ * order against `before`: two adds to "/roles/-" land at n and n + 1.
+ */
+export function resolveChangePaths(changes, before) {
+  if (!Array.isArray(changes)) return [];
+  const added = new Map(); // list pointer -> items added so far at its end
+  return changes.map((c) => {
+    const parts = c && typeof c.path === "string" ? parsePointer(c.path) : null;
+    const dash = parts ? parts.indexOf("-") : -1;
+    if (dash === -1) return c;
+    const listPath = pointer(parts.slice(0, dash));
+    const list = at(before, parts.slice(0, dash));
+    const extra = added.get(listPath) || 0;
+    const index = (Array.isArray(list) ? list.length : 0) + extra;
+    if (c.op === "add" && dash === parts.length - 1) added.set(listPath, extra + 1);
+    return { ...c, path: pointer([...parts.slice(0, dash), index, ...parts.slice(dash + 1)]) };
+  });
 }

@@ -4,7 +4,7 @@
 // conversation.js drives the preview through the returned API; everything else here is the
 // panel's own controls. Scenario text goes into the DOM as text only (scenario-view.js).
 
-import { describeChange, describeChanges } from "./change-words.js";
+import { describeChange, describeChanges, resolveChangePaths } from "./change-words.js";
 import { checkScenarioText, diff, validateScenario } from "./json-tools.js";
 import { changeTarget, createPreview, el, highlightChanges, renderScenario } from "./scenario-view.js";
 import { canRedo, canUndo, currentScenario, pushVersion } from "./store.js";
@@ -142,7 +142,7 @@ export function createScenarioPanel({ els, state, save, announce }) {
    */
   function accept(scenario, changes, source) {
     const before = currentScenario(state);
-    const list = Array.isArray(changes) ? changes : before ? diff(before, scenario) : [];
+    const list = Array.isArray(changes) ? resolveChangePaths(changes, before) : before ? diff(before, scenario) : [];
     pushVersion(state, scenario, list, source);
     renderCurrent(list, { before, after: scenario });
     save();

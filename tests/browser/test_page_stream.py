@@ -364,6 +364,9 @@ def test_modify_with_the_offline_model_previews_patches(fast_live: Any, open_pag
     assert any(p["preview"] and p["roles"] == 6 and p["landing"] for p in panel), "no highlighted preview"
     assert page.inner_text("#version-label") == "Version 2 of 2"
     assert "added role Journalist" in page.inner_text("#changes-summary")
+    # The new role itself is highlighted (the server's "/roles/-" resolved), not its whole section.
+    assert page.locator('#scenario-view li.changed[data-path="/roles/5"]').count() == 1
+    assert page.locator("#scenario-view section.changed").count() == 0
 
 
 def test_the_conversation_follows_a_long_answer(long_live: Any, open_page: Any) -> None:

@@ -4,7 +4,7 @@ import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 
 import { PatchError, applyOperation } from "../../static/json-patch.js";
-import { describeChange, describeChanges } from "../../static/change-words.js";
+import { describeChange, describeChanges, resolveChangePaths } from "../../static/change-words.js";
 
 const doc = () => ({
   title: "Blue Harbor",
@@ -84,5 +84,20 @@ describe("describeChange", () => {
     const list = Array.from({ length: 8 }, (_, i) => ({ op: "replace", path: `/steps/${i}/title`, text: `t${i}` }));
     assert.equal(describeChanges(list), "t0, t1, t2, t3, t4, t5, and 2 more");
     assert.equal(describeChanges([]), "");
+  });
+});
+
+describe("resolveChangePaths", () => {
+  test("'-' becomes the index the item landed at, in order", () => {
+    const before = doc();
+    const changes = [
+      { op: "add", path: "/roles/-", text: "added role Journalist" },
+      { op: "add", path: "/roles/-" },
+      { op: "replace", path: "/title" },
+      { op: "add", path: "/objectives/-" },
+    ];
+    assert.deepEqual(resolveChangePaths(changes, before).map((c) => c.path), ["/roles/2", "/roles/3", "/title", "/objectives/1"]);
+    assert.equal(resolveChangePaths(changes, before)[0].text, "added role Journalist");
+    assert.deepEqual(resolveChangePaths(null, before), []);
   });
 });
