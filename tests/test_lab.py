@@ -2,8 +2,8 @@
 
 Every read of the socket is timestamped and kept whole (`reader.read(1 MiB)`), so a test can
 count the reads the server's writes produced and see when the first text became readable.
-The app runs the offline model at 6 ms a token; the `create` question is about 400 tokens
-(about 33 KB of frames), so one run lasts about 2.5 s.
+The app runs the offline model at 6 ms a token; the `create` question is about 530 tokens
+(about 43 KB of frames), so one run lasts about 3 s.
 """
 
 from __future__ import annotations
@@ -213,7 +213,7 @@ def test_buffer_4k_few_reads_each_at_least_4_kib_except_the_last(runs: dict[str,
     reads = [size for _, size in buffered.reads]
     assert frames > 300
     assert len(reads) * 10 < frames, (len(reads), frames)
-    assert len(reads) >= 3  # the answer is about 33 KB: it does go out in pieces...
+    assert len(reads) >= 3  # the answer is about 43 KB: it does go out in pieces...
     assert all(size >= 4096 for size in reads[:-1]), reads  # ...none smaller than the buffer
     # And the pieces are spread over the run, not all at the end (unlike blocking).
     assert buffered.reads[0][0] < 0.6 * buffered.ended_at
@@ -264,7 +264,7 @@ def test_lab_needs_a_valid_body_like_the_real_stream(live: LiveApp) -> None:
 
 @pytest.mark.parametrize("mode", ["blocking", "gzip"])
 def test_a_client_leaving_a_lab_stream_closes_the_run(live: LiveApp, mode: str) -> None:
-    """The run would last ~2.5 s; the client leaves after 0.3 s and the slot is free at once."""
+    """The run would last ~3 s; the client leaves after 0.3 s and the slot is free at once."""
 
     async def leave() -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", live.port)
