@@ -38,7 +38,7 @@ ERROR_CODES = frozenset(
         # refused before the run
         "rate_limited", "too_many_streams", "budget_exhausted", "unauthorized", "body_too_large",
         "body_timeout", "unsupported_media_type", "invalid_encoding", "invalid_json", "invalid_body",
-        "unknown_field", "invalid_field", "too_large", "too_deep", "invalid_lab_mode", "client_disconnected",
+        "unknown_field", "invalid_field", "too_large", "too_deep", "invalid_lab_mode", "client_disconnected", "unknown_query_parameter",
     }
 )
 
