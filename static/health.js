@@ -38,7 +38,7 @@ export function budgetSpentText(secondsLeft) {
 }
 
 /**
- * What the header shows for a health body: {status, label, budgetSpent, budgetText}.
+ * What the header shows for a health body: {status, label, detail, budgetSpent, budgetText}.
  * `budget` is optional ({limit, used, remaining, resets_at}); absent means no budget is set.
  */
 export function healthView(health, nowMs = Date.now()) {
@@ -46,9 +46,17 @@ export function healthView(health, nowMs = Date.now()) {
   const label = STATUS_LABELS[status] || `Server status: ${status}`;
   const b = health && health.budget && typeof health.budget === "object" ? health.budget : null;
   const budgetSpent = Boolean(b && typeof b.remaining === "number" && b.remaining <= 0);
+  // The upstream's state from real traffic (the server never calls the model to check it).
+  const u = health && health.upstream && typeof health.upstream === "object" ? health.upstream : null;
+  let detail = "";
+  if (u && typeof u.last_error_code === "string" && u.last_error_code) {
+    const n = typeof u.consecutive_failures === "number" ? u.consecutive_failures : 0;
+    detail = `Last model failure: ${u.last_error_code}${typeof u.last_failure_at === "string" ? ` at ${u.last_failure_at}` : ""}${n ? ` (${n} in a row)` : ""}`;
+  }
   return {
     status,
     label,
+    detail,
     budgetSpent,
     budgetText: budgetSpent ? budgetSpentText(secondsUntil(b.resets_at, nowMs)) : "",
   };
@@ -83,9 +91,10 @@ export function createHealth(els, { withAuth }) {
     }
   }
 
-  function showStatus(status, label) {
+  function showStatus(status, label, detail = "") {
     els.healthStatus.dataset.status = status;
     els.healthStatus.textContent = label;
+    els.healthStatus.title = detail;
     els.healthStatus.hidden = !label;
   }
 
@@ -100,7 +109,7 @@ export function createHealth(els, { withAuth }) {
       const h = await withAuth(() => getHealth());
       showModel(h.model, h.provider);
       const view = healthView(h);
-      showStatus(view.status, view.label);
+      showStatus(view.status, view.label, view.detail);
       showBudget(view.budgetText);
     } catch (err) {
       els.modelStatus.dataset.provider = "down";

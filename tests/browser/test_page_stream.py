@@ -430,13 +430,15 @@ def test_the_conversation_follows_a_long_answer(long_live: Any, open_page: Any) 
 def test_health_and_a_spent_budget_in_the_header(fast_live: Any, open_page: Any) -> None:
     page = open_page()
     health = {"status": "degraded", "provider": "offline", "model": "offline-scenario-v1", "active_streams": 0, "version": "x",
-              "budget": {"limit": 1000, "used": 1000, "remaining": 0, "resets_at": "2099-01-01T00:00:00Z"}}
+              "budget": {"limit": 1000, "used": 1000, "remaining": 0, "resets_at": "2099-01-01T00:00:00Z"},
+              "upstream": {"last_success_at": None, "last_failure_at": "2026-12-01T20:59:00Z", "last_error_code": "upstream_timeout", "consecutive_failures": 3}}
     page.route("**/api/agent/scenario/stream/health", lambda route: route.fulfill(status=200, content_type="application/json", body=json.dumps(health)))
     page.goto(fast_live.url + "/")
     wait_ready(page)
     page.wait_for_function("() => !document.getElementById('budget-note').hidden")
     assert page.get_attribute("#health-status", "data-status") == "degraded"
     assert "Degraded" in page.inner_text("#health-status")
+    assert "upstream_timeout" in page.get_attribute("#health-status", "title")
     note = page.inner_text("#budget-note")
     assert "budget" in note and "spent" in note and "midnight UTC" in note
 

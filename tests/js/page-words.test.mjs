@@ -17,6 +17,12 @@ describe("health", () => {
     assert.equal(healthView(null, now).status, "unknown");
   });
 
+  test("the upstream's last failure is the detail", () => {
+    const h = { status: "degraded", upstream: { last_success_at: null, last_failure_at: "2026-12-01T20:59:00Z", last_error_code: "upstream_timeout", consecutive_failures: 3 } };
+    assert.equal(healthView(h, now).detail, "Last model failure: upstream_timeout at 2026-12-01T20:59:00Z (3 in a row)");
+    assert.equal(healthView({ status: "ok", upstream: { last_error_code: null } }, now).detail, "");
+  });
+
   test("a spent budget is said plainly; no budget or budget left says nothing", () => {
     const spent = healthView({ status: "ok", budget: { limit: 10, used: 10, remaining: 0, resets_at: "2026-12-02T00:00:00Z" } }, now);
     assert.equal(spent.budgetSpent, true);
