@@ -275,6 +275,11 @@ class Service:
             usage = summary.get("usage") or run.usage
             if isinstance(usage, dict):
                 self.budget.spend(int(usage.get("total_tokens") or 0))
+            else:
+                # No usage: the answer did not finish (the client left, an error, shutdown), yet
+                # the model was paid for what it sent. Count at least that, or leaving early
+                # would spend without limit.
+                self.budget.spend(int(summary.get("tokens") or 0) + int(summary.get("reasoning_tokens") or 0))
 
 
 def _http_error(request: Request, exc: Exception) -> Response:

@@ -14,7 +14,7 @@ import pytest
 from agent.config import Settings
 from tests.conftest import upstream_env
 from tests.support.harness import wait_until
-from tests.support.servers import BUFFERED_PATH, STREAM_PATH, FakeUpstream, LiveApp, Plan, parse_frames
+from tests.support.servers import BUFFERED_PATH, STREAM_PATH, FakeUpstream, LiveApp, Plan, iter_frames, parse_frames
 from web.budget import TokenBudget
 
 BODY = {"message": "hello", "mode": "chat"}
@@ -150,3 +150,27 @@ def test_check_is_cheap() -> None:
     for _ in range(10_000):
         budget.retry_after()
     assert time.perf_counter() - started < 0.5
+
+
+def test_answers_without_usage_count_an_estimate() -> None:
+    with FakeUpstream(Plan(tokens=["a", "b", "c", "d", "e"], usage=False)) as fake:
+        with LiveApp(upstream_env(fake, TOKEN_BUDGET_PER_DAY="100000")) as live:
+            assert httpx.post(live.url + STREAM_PATH, json=BODY, timeout=10).status_code == 200
+            used = live.health()["budget"]["used"]
+    assert used >= 5 + 1  # the 5 answer tokens and at least some of the prompt
+
+
+def test_a_client_leaving_early_still_spends() -> None:
+    """Leaving before the end must not be a way around the budget: what was sent is counted."""
+    with FakeUpstream(Plan(tokens=["tick "] * 300, interval_ms=10)) as fake:
+        with LiveApp(upstream_env(fake, TOKEN_BUDGET_PER_DAY="100000")) as live:
+            received = 0
+            with httpx.Client(timeout=10) as client:
+                with client.stream("POST", live.url + STREAM_PATH, json=BODY) as response:
+                    for _, kind, _ in iter_frames(response):
+                        received += kind == "chat"
+                        if received >= 20:
+                            break
+            assert wait_until(lambda: live.service.active_streams == 0, 5)
+            used = live.health()["budget"]["used"]
+    assert used >= 20, used
