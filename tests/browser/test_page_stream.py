@@ -202,6 +202,29 @@ def test_thinking_block_open_while_it_streams_then_folded(fast_live: Any, open_p
     assert "Keep it brief." in page.text_content(f"{root} details.thinking .thinking-text")
 
 
+@pytest.mark.parametrize("shape", ["reasoning_content", "reasoning", "think"])
+def test_thinking_from_a_real_wire_shape(shape: str, fake_live: tuple[Any, Any], open_page: Any) -> None:
+    """Each upstream shape of thinking (two delta fields and inline <think>) through the real
+    server: the page shows it while it streams and folds it when the answer starts."""
+    from tests.support.servers import Plan
+
+    fake, live = fake_live
+    thoughts = ["Weighing ", "the <b>roles</b>", " first."]
+    fake.push(Plan(reasoning=thoughts, reasoning_field=shape, tokens=["The **answer**", " is", " short."], interval_ms=80, think_split=3 if shape == "think" else 0))
+    page = open_page(live.url + "/")
+    page.evaluate(WATCH_ANSWER)
+    send(page, "think about it", mode="chat")
+    assert wait_answer_status(page, "complete", "error") == "complete"
+    seen = [s for s in page.evaluate("() => window.__seen") if s["thinking"]]
+    assert any(s["thinking"]["open"] and s["text"] == 0 and s["thinking"]["text"] for s in seen), "never shown open while thinking"
+    assert not seen[-1]["thinking"]["open"]
+    root = "#transcript .msg-assistant:last-of-type"
+    assert page.text_content(f"{root} details.thinking .thinking-text") == "".join(thoughts)
+    assert page.locator(f"{root} b").count() == 0, "thinking text stays text"
+    assert answer_text(page) == "The answer is short."
+    assert page.inner_text(f"{root} .msg-text strong") == "answer"
+
+
 def test_withheld_thinking_says_it_is_hidden(fast_live: Any, open_page: Any) -> None:
     steps = [START, (20, "reasoning", {"content": "", "withheld": True}), (200, "chat", {"content": "Answer."}), done(delay=20)]
     with ScriptedStream(steps) as scripted:
