@@ -1,10 +1,15 @@
-"""One request, start to finish: an async generator of events.
+"""One request, start to finish: an async generator of events (agent/events.py).
 
-    start -> (chat | scenario_delta)* -> [scenario] -> [error] -> done
+    start -> (reasoning | chat | scenario_delta | scenario_patch | repair)* -> [scenario] -> [error] -> done
 
-`done` is always the last event, after an error too. The upstream stream is closed in
-exactly one place (the `finally` around the token loop), whatever ends the run: the last delta, an error,
-the consumer closing this generator (client gone), or cancellation (shutdown).
+`done` is always the last event, after an error too. Each model answer's upstream stream is
+closed in exactly one place (the `finally` around the token loop), whatever ends it: the last
+delta, an error, the local output limit, the consumer closing this generator (client gone),
+or cancellation (shutdown). A repair round opens a second answer and closes it the same way.
+
+The token loop is the hot path: one iteration per upstream delta, one event out per delta
+(two in a patch block: the raw text, and an operation once one is complete). Everything
+else (the prompt, the block's validation, the summary) happens once per answer.
 """
 
 from __future__ import annotations
@@ -14,34 +19,52 @@ import time
 from typing import Any, AsyncIterator
 
 from agent import errors, machine
-from agent.events import Chat, Done, Event, Scenario, ScenarioDelta, Start
-from agent.model import Finish, Model
-from agent.prompts import build_prompt
+from agent.events import Chat, Done, Event, Reasoning, Repair, Scenario, ScenarioDelta, ScenarioPatch, Start
+from agent.intents import INTENTS
+from agent.model import Finish, Model, Thinking
+from agent.patch import PatchPreview
+from agent.prompts import Prompt, build_prompt, build_repair_prompt
 from agent.request import AgentRequest
 from agent.route import route
-from agent.scenario import InvalidScenario, diff, parse_block
+from agent.scenario import InvalidScenario, described_diff, pick_block, requested_removals, validate_created, validate_modified
 from agent.splitter import CHAT, Splitter
 
 log = logging.getLogger("scenario_agent.run")
 
-
-def _piece(kind: str, text: str) -> Event:
-    """A splitter piece as an event."""
-    return Chat(text) if kind == CHAT else ScenarioDelta(text)
+# The local output limit: an upstream that ignores max_tokens is cut off once the answer is
+# clearly past it. Deltas are about one token each; characters / 8 is a generous token count
+# for any text (English averages about 4 characters a token).
+_LIMIT_SLACK_DELTAS = 16
+_CHARS_PER_TOKEN_CEILING = 8
 
 
 class Run:
-    def __init__(self, request: AgentRequest, model: Model, request_id: str, max_output_tokens: int, **options: Any) -> None:
+    def __init__(
+        self,
+        request: AgentRequest,
+        model: Model,
+        request_id: str,
+        max_output_tokens: int,
+        *,
+        send_reasoning: bool = True,
+        repair_attempts: int = 1,
+    ) -> None:
         self.request = request
         self.model = model
         self.request_id = request_id
         self.max_output_tokens = max_output_tokens
+        self.send_reasoning = send_reasoning
+        self.repair_attempts = max(0, repair_attempts)
         self.machine = machine.Machine()
         self.intent = route(request.mode, request.message, request.scenario)
         self.t0 = time.perf_counter()
         self.ttft_ms: float | None = None
+        self.first_reasoning_ms: float | None = None
         self.deltas = 0
-        self.usage: dict[str, int] | None = None
+        self.reasoning_deltas = 0
+        self.usage: dict[str, Any] | None = None
+        self.finish_reason: str | None = None
+        self.repairs = 0
         self.error_code: str | None = None
         # Set by the server before it cancels the run (e.g. "server_shutdown"), so the
         # machine records a failure rather than a client cancel.
@@ -50,8 +73,10 @@ class Run:
     def _ms(self) -> float:
         return round((time.perf_counter() - self.t0) * 1000, 1)
 
-    def _done(self, finish_reason: str) -> Event:
-        return Done(finish_reason, self.usage, {"ttft_ms": self.ttft_ms, "total_ms": self._ms()})
+    def _done(self, finish_reason: str) -> Done:
+        self.finish_reason = finish_reason
+        timings = {"ttft_ms": self.ttft_ms, "first_reasoning_ms": self.first_reasoning_ms, "total_ms": self._ms()}
+        return Done(finish_reason, self.usage, timings, self.repairs)
 
     def stop_events(self, error: errors.AgentError) -> list[Event]:
         """The closing frames for a run the server ended from outside (shutdown)."""
@@ -64,66 +89,158 @@ class Run:
             fsm.fire("route")
             yield Start(self.request_id, self.intent, self.model.model, self.model.provider)
             req = self.request
+            block_kind = INTENTS[self.intent].block
             prompt = build_prompt(self.intent, req.message, req.scenario, req.history)
-            splitter = Splitter() if self.intent in ("modify", "create") else None
-            finish: Finish | None = None
-            error: errors.AgentError | None = None
-            fsm.fire("open")
-            upstream = self.model.stream(prompt, self.max_output_tokens)
-            try:
-                # The hot loop: one iteration per upstream delta, one event out per delta.
-                async for item in upstream:
-                    if item.__class__ is not str:
-                        finish = item  # type: ignore[assignment]
-                        continue
-                    if self.ttft_ms is None:
-                        self.ttft_ms = self._ms()
-                    self.deltas += 1
-                    if splitter is None:
-                        yield Chat(item)
-                    else:
-                        for kind, text in splitter.feed(item):
-                            yield _piece(kind, text)
-            except errors.AgentError as exc:
-                error = exc
-            except Exception:
-                log.exception("run %s failed", self.request_id)
-                error = errors.internal()
-            finally:
-                await upstream.aclose()  # the one place the upstream is released
+            limit = self.max_output_tokens
+            while True:  # one pass per model answer: the first, then each repair round
+                fsm.fire("open")
+                splitter = Splitter() if block_kind is not None else None
+                patch = _Patch(req.scenario) if block_kind == "patch" else None
+                answer: list[str] = []  # the raw answer text, for a repair request
+                finish: Finish | None = None
+                error: errors.AgentError | None = None
+                deltas = chars = 0
+                upstream = self.model.stream(prompt, limit)
+                try:
+                    # The hot loop: one iteration per upstream delta, one event out per delta.
+                    async for item in upstream:
+                        cls = item.__class__
+                        if cls is str:
+                            if self.ttft_ms is None:
+                                self.ttft_ms = self._ms()
+                            if splitter is None:
+                                yield Chat(item)  # type: ignore[arg-type]
+                            else:
+                                answer.append(item)  # type: ignore[arg-type]
+                                for piece in splitter.feed(item):  # type: ignore[arg-type]
+                                    if piece[0] == CHAT:
+                                        yield Chat(piece[1])
+                                        continue
+                                    yield ScenarioDelta(piece[1])
+                                    if patch is not None and piece.block.info == "patch":  # type: ignore[union-attr]
+                                        for event in patch.feed(piece.block, piece[1]):
+                                            yield event
+                        elif cls is Thinking:
+                            if self.first_reasoning_ms is None:
+                                self.first_reasoning_ms = self._ms()
+                                if not self.send_reasoning:
+                                    yield Reasoning("", withheld=True)
+                            self.reasoning_deltas += 1
+                            if self.send_reasoning:
+                                yield Reasoning(item)  # type: ignore[arg-type]
+                        else:
+                            finish = item  # type: ignore[assignment]
+                            continue
+                        deltas += 1
+                        chars += len(item)  # type: ignore[arg-type]
+                        if deltas > limit + _LIMIT_SLACK_DELTAS or chars > limit * _CHARS_PER_TOKEN_CEILING:
+                            # Past MAX_OUTPUT_TOKENS: the upstream ignored it. Stop here, as it should have.
+                            finish = Finish("length", None)
+                            break
+                except errors.AgentError as exc:
+                    error = exc
+                except Exception:
+                    log.exception("run %s failed", self.request_id)
+                    error = errors.internal()
+                finally:
+                    await upstream.aclose()  # the one place each answer's upstream is released
+                self.deltas += deltas
 
-            if error is None and finish is None:
-                error = errors.upstream_interrupted()  # a model stream must end with a Finish
-            if error is None:
+                if error is None and finish is None:
+                    error = errors.upstream_interrupted()  # a model stream must end with a Finish
+                if finish is not None:
+                    self._add_usage(finish.usage, prompt, deltas)
+                if error is not None:
+                    break
                 assert finish is not None
-                self.usage = finish.usage
                 fsm.fire("finish")
-                if splitter is not None:
-                    for kind, text in splitter.flush():
-                        yield _piece(kind, text)
-                    try:
-                        scenario = parse_block(splitter.scenario_text)
-                    except InvalidScenario as exc:
-                        error = errors.invalid_scenario(str(exc))
-                    else:
-                        changes = diff(req.scenario, scenario) if req.scenario is not None else [{"op": "replace", "path": ""}]
-                        yield Scenario(scenario, changes)
-            if error is not None:
-                fsm.fire("fail")
-                self.error_code = error.code
-                yield error.event()
-                yield self._done("error")
+                if finish.reason == "content_filter":
+                    error = errors.content_filtered()  # after the text so far, which the client keeps
+                    break
+                if splitter is None:
+                    fsm.fire("complete")
+                    yield self._done(finish.reason)
+                    return
+                for piece in splitter.flush():
+                    if piece[0] == CHAT:
+                        yield Chat(piece[1])
+                        continue
+                    yield ScenarioDelta(piece[1])
+                    if patch is not None and piece.block is not None and piece.block.info == "patch":
+                        for event in patch.feed(piece.block, piece[1]):
+                            yield event
+                try:
+                    yield self._result(splitter, patch)
+                except _NoResult as exc:
+                    if finish.reason == "length":
+                        error = errors.output_truncated()  # a longer answer, not another try, is what helps
+                        break
+                    if self.repairs >= self.repair_attempts:
+                        error = errors.invalid_scenario(exc.reason)
+                        break
+                    self.repairs += 1
+                    fsm.fire("repair")
+                    yield Repair(self.repairs, exc.reason)
+                    prompt = build_repair_prompt(prompt, "".join(answer), exc.reason)
+                    continue
+                fsm.fire("complete")
+                yield self._done(finish.reason)
                 return
-            fsm.fire("complete")
-            yield self._done(finish.reason)
+
+            fsm.fire("fail")
+            self.error_code = error.code
+            yield error.event()
+            yield self._done("error")
         finally:
             if not fsm.finished:
                 fsm.fire("fail" if self.stop_code else "cancel")
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("run %s trace %s", self.request_id, fsm.trace)
 
+    def _result(self, splitter: Splitter, patch: _Patch | None) -> Scenario:
+        """The answer's scenario, validated, with its changes in words. Raises _NoResult with a
+        reason precise enough for a repair request. Any failure of any parser is caught here:
+        model output never crashes a run."""
+        old = self.request.scenario
+        try:
+            if patch is not None and patch.block is not None:
+                scenario, changes = patch.finish(requested_removals(self.request.message, old))
+                return Scenario(scenario, changes)
+            new = pick_block(splitter.blocks)
+            if old is None or patch is None:  # create: a new scenario, whatever was loaded before
+                validate_created(new)
+                return Scenario(new, [{"op": "replace", "path": "", "text": "created the scenario"}])
+            validate_modified(old, new, requested_removals(self.request.message, old))
+            return Scenario(new, described_diff(old, new))
+        except InvalidScenario as exc:
+            raise _NoResult(str(exc)) from None
+        except Exception as exc:  # RecursionError and other surprises: never a crash, never a 500
+            log.warning("run %s: the model's block could not be read (%s)", self.request_id, exc.__class__.__name__)
+            raise _NoResult("the block could not be read") from None
+
+    def _add_usage(self, usage: dict[str, Any] | None, prompt: Prompt, deltas: int) -> None:
+        """Add one answer's usage to the run's; count it when the server sent none."""
+        if not usage:
+            prompt_tokens = sum(len(m["content"]) for m in prompt.messages) // 4 + 1
+            usage = {"prompt_tokens": prompt_tokens, "completion_tokens": deltas, "total_tokens": prompt_tokens + deltas, "estimated": True}
+        if self.usage is None:
+            self.usage = dict(usage)
+            return
+        total = self.usage
+        for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
+            if isinstance(usage.get(key), int):
+                total[key] = total.get(key, 0) + usage[key]
+        details = usage.get("completion_tokens_details")
+        if isinstance(details, dict) and isinstance(details.get("reasoning_tokens"), int):
+            mine = total.setdefault("completion_tokens_details", {})
+            mine["reasoning_tokens"] = mine.get("reasoning_tokens", 0) + details["reasoning_tokens"]
+        if usage.get("estimated"):
+            total["estimated"] = True
+
     def summary(self) -> dict[str, Any]:
-        """The fields of the one log line per request."""
+        """The fields of the one log line per request (and of the metrics, once per request)."""
+        usage = self.usage or {}
+        details = usage.get("completion_tokens_details")
         return {
             "request_id": self.request_id,
             "intent": self.intent,
@@ -131,7 +248,50 @@ class Run:
             "model": self.model.model,
             "state": self.machine.state,
             "error_code": self.error_code,
+            "finish_reason": self.finish_reason,
             "ttft_ms": self.ttft_ms,
+            "first_reasoning_ms": self.first_reasoning_ms,
             "tokens": self.deltas,
+            "reasoning_tokens": details.get("reasoning_tokens", self.reasoning_deltas) if isinstance(details, dict) else self.reasoning_deltas,
+            "usage": self.usage,
+            "repairs": self.repairs,
             "duration_ms": self._ms(),
         }
+
+
+class _NoResult(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _Patch:
+    """A modify's first ```patch block, previewed as it streams (agent/patch.py: PatchPreview):
+    each operation is applied to a working copy the moment it is complete and sent as
+    `scenario_patch`. The first failure ends the preview; `finish` then reports it, so the
+    result is all operations or none."""
+
+    def __init__(self, scenario: dict[str, Any] | None) -> None:
+        self._preview = PatchPreview(scenario if scenario is not None else {})
+        self.block: Any = None  # the block being previewed; later patch blocks are not read
+        self._failure: InvalidScenario | None = None
+
+    def feed(self, block: Any, text: str) -> list[ScenarioPatch]:
+        if self.block is None:
+            self.block = block
+        if block is not self.block or self._failure is not None:
+            return []
+        try:
+            return [ScenarioPatch(op, index) for index, op in self._preview.feed(text)]
+        except InvalidScenario as exc:
+            self._failure = exc
+        except Exception as exc:  # never let model output escape the run
+            self._failure = InvalidScenario(f"the patch could not be read ({exc.__class__.__name__})")
+        return []
+
+    def finish(self, removals: set[str]) -> tuple[dict[str, Any], list[dict[str, str]]]:
+        if self._failure is not None:
+            raise self._failure
+        if self.block is not None and self.block.overflow:
+            raise InvalidScenario("the patch block is larger than 64 KiB")
+        return self._preview.finish(removals)

@@ -70,7 +70,7 @@ def test_modify_renames_and_keeps_other_keys(offline_app):
     assert kinds.index("scenario_patch") < kinds.index("scenario")
     event = next(d for k, d in frames if k == "scenario")
     assert event["scenario"]["title"] == "Blue Harbor Drill"
-    assert {"op": "replace", "path": "/title"} in event["changes"]
+    assert {"op": "replace", "path": "/title", "text": "renamed the title"} in event["changes"]
     for key in scenario:
         assert key in event["scenario"]
     assert {k: v for k, v in event["scenario"].items() if k != "title"} == {k: v for k, v in scenario.items() if k != "title"}

@@ -257,7 +257,7 @@ def test_sigterm_with_a_client_that_stopped_reading() -> None:
             sock.connect(("127.0.0.1", server.port))
             try:
                 payload = json.dumps(BODY).encode()
-                sock.sendall(b"POST %s HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (STREAM_PATH.encode(), len(payload), payload))
+                sock.sendall(b"POST %s HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (STREAM_PATH.encode(), len(payload), payload))
                 assert wait_until(lambda: fake.bytes_sent > 2_000_000, 10)
                 time.sleep(0.5)  # the server's writes are now stuck
                 sent_at = time.monotonic()

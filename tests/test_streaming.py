@@ -84,9 +84,9 @@ def test_heartbeat_comments_while_the_upstream_is_silent(live, fake_upstream):
 def test_client_disconnect_closes_the_upstream_within_a_second(live, fake_upstream):
     fake_upstream.push(Plan(tokens=[f"t{i} " for i in range(200)], interval_ms=20))
     body = json.dumps({"message": "hi", "mode": "chat"}).encode()
-    with socket.create_connection(("127.0.0.1", live.port)) as sock:
+    with socket.create_connection(("127.0.0.1", live.port), timeout=10) as sock:
         sock.sendall(
-            b"POST %s HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
+            b"POST %s HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
             % (STREAM_PATH.encode(), len(body), body)
         )
         received = b""
@@ -133,7 +133,7 @@ def test_modify_streams_prose_as_chat_and_the_block_as_scenario_delta(live, fake
     assert json.loads(block) == new
     scenario = next(d for _, k, d in frames if k == "scenario")
     assert scenario["scenario"] == new and scenario["scenario"]["x-extra"] == 1
-    assert scenario["changes"] == [{"op": "replace", "path": "/title"}]
+    assert scenario["changes"] == [{"op": "replace", "path": "/title", "text": "renamed the title"}]
     assert kinds[-2:] == ["done", "headers"]
 
 
