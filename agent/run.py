@@ -143,8 +143,8 @@ class Run:
                     log.exception("run %s failed", self.request_id)
                     error = errors.internal()
                 finally:
+                    self.deltas += deltas  # kept current when the client leaves mid-answer too
                     await upstream.aclose()  # the one place each answer's upstream is released
-                self.deltas += deltas
 
                 if error is None and finish is None:
                     error = errors.upstream_interrupted()  # a model stream must end with a Finish
