@@ -116,6 +116,7 @@ def test_markdown_renders_as_it_streams_and_html_stays_text(fake_live: tuple[Any
     wait_ready(page)
     assert page.inner_text(f"{root} .md-heading") == "Blue Harbor"
     assert page.locator("#transcript script, #transcript img").count() == 0
+    assert page.recorder.console_errors() == []
 
 
 def test_markdown_per_token_cost_on_a_long_answer(fast_live: Any, open_page: Any) -> None:
@@ -200,6 +201,7 @@ def test_thinking_block_open_while_it_streams_then_folded(fast_live: Any, open_p
     assert page.locator(f"{root} details.thinking").count() == 1
     assert page.evaluate(f"() => document.querySelector('{root} details.thinking').open") is False
     assert "Keep it brief." in page.text_content(f"{root} details.thinking .thinking-text")
+    assert page.recorder.console_errors() == []
 
 
 @pytest.mark.parametrize("shape", ["reasoning_content", "reasoning", "think"])
@@ -342,6 +344,7 @@ def test_modify_preview_highlights_each_patch_as_it_lands(fast_live: Any, open_p
     page.wait_for_function("(t) => document.querySelector('#scenario-view .scn-title').textContent === t", arg=original)
     page.click("#redo")
     page.wait_for_function("() => document.querySelector('#scenario-view .scn-title').textContent === 'Code Dark: Press at the Door'")
+    assert page.recorder.console_errors() == []
 
 
 def test_repair_drops_the_preview_and_says_so_then_error_drops_it(fast_live: Any, open_page: Any) -> None:
@@ -403,6 +406,34 @@ def test_modify_with_the_offline_model_previews_patches(fast_live: Any, open_pag
     # The new role itself is highlighted (the server's "/roles/-" resolved), not its whole section.
     assert page.locator('#scenario-view li.changed[data-path="/roles/5"]').count() == 1
     assert page.locator("#scenario-view section.changed").count() == 0
+
+
+def test_a_repair_through_the_real_server(fake_live: tuple[Any, Any], open_page: Any) -> None:
+    """The server asks the model again when an operation fails: the page drops the first
+    preview, says so, previews the second answer and applies it."""
+    from tests.support.servers import Plan
+
+    fake, live = fake_live
+    bad = 'Changing it.\n\n```patch\n[{"op": "replace", "path": "/title", "value": "Wrong Title"}, {"op": "remove", "path": "/steps/40"}]\n```\n'
+    good = 'Fixed.\n\n```patch\n[{"op": "replace", "path": "/title", "value": "Right Title"}]\n```\n'
+    pieces = lambda text: [text[i : i + 6] for i in range(0, len(text), 6)]  # noqa: E731
+    fake.push(Plan(tokens=pieces(bad), interval_ms=25), Plan(tokens=pieces(good), interval_ms=25))
+    page = open_page(live.url + "/")
+    load_sample(page, 1)
+    page.evaluate(WATCH_PANEL)
+    page.evaluate(LANDINGS)
+    send(page, "rename it", mode="modify")
+    page.wait_for_function("() => document.querySelector('#scenario-view .scn-title').textContent === 'Right Title'")
+    assert wait_answer_status(page, "complete", "error") == "complete"
+    landed = [x["text"] for x in page.evaluate("() => window.__landed")]
+    assert landed[:1] == ["Wrong Title"] and "Right Title" in landed
+    panel = page.evaluate("() => window.__panel")
+    assert any("asking it to fix it" in p["notice"] and not p["preview"] and p["title"] == SAMPLE["title"] for p in panel)
+    root = "#transcript .msg-assistant:last-of-type"
+    assert "did not apply; asking it to fix it" in page.inner_text(f"{root} .msg-note-repair")
+    assert page.inner_text("#version-label") == "Version 2 of 2"
+    assert "/steps/40" in fake.requests[-1]["messages"][-1]["content"], "the repair request names the failing path"
+    assert page.recorder.console_errors() == []
 
 
 def test_the_conversation_follows_a_long_answer(long_live: Any, open_page: Any) -> None:
