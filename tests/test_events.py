@@ -21,6 +21,7 @@ def test_every_event_type_is_documented_with_its_fields():
     stream_event = schemas()["StreamEvent"]
     mapping = stream_event["discriminator"]["mapping"]
     assert set(mapping) == set(EVENT_TYPES)
+    assert schemas()["SseFrame"]["properties"]["event"]["enum"] == list(EVENT_TYPES)
     for name, cls in EVENT_TYPES.items():
         schema = schemas()[mapping[name].rsplit("/", 1)[1]]
         assert schema["properties"]["type"]["enum"] == [name]
