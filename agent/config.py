@@ -46,6 +46,7 @@ class Settings:
     upstream_connect_timeout_seconds: float = 10.0
     upstream_idle_timeout_seconds: float = 60.0
     upstream_max_retries: int = 2
+    upstream_token_param: str = "auto"  # auto | max_tokens | max_completion_tokens (upstream/quirks.py)
     offline_token_delay_ms: float = 25.0
     # Streaming.
     heartbeat_seconds: float = 15.0
@@ -96,6 +97,7 @@ class Settings:
             upstream_connect_timeout_seconds=_number(env, "UPSTREAM_CONNECT_TIMEOUT_SECONDS", cls.upstream_connect_timeout_seconds),
             upstream_idle_timeout_seconds=_number(env, "UPSTREAM_IDLE_TIMEOUT_SECONDS", cls.upstream_idle_timeout_seconds),
             upstream_max_retries=_integer(env, "UPSTREAM_MAX_RETRIES", cls.upstream_max_retries),
+            upstream_token_param=(env.get("UPSTREAM_TOKEN_PARAM") or cls.upstream_token_param).strip().lower(),
             offline_token_delay_ms=_number(env, "OFFLINE_TOKEN_DELAY_MS", cls.offline_token_delay_ms),
             heartbeat_seconds=_number(env, "HEARTBEAT_SECONDS", cls.heartbeat_seconds),
             send_timeout_seconds=_number(env, "SEND_TIMEOUT_SECONDS", cls.send_timeout_seconds),

@@ -5,12 +5,21 @@ The openai package makes the request (auth, retries before the response starts, 
 types); the body is read raw and decoded by `upstream.decode`, because iterating the
 SDK's parsed stream builds pydantic objects for every chunk (about 260 us each, against
 a few us for a line split and one JSON decode).
+
+Per server differences (upstream/quirks.py): the token-limit parameter's name, learned once
+per instance when a server refuses the first choice; reasoning in its three wire shapes
+(upstream/decode.py, upstream/think.py).
+
+Every upstream request ends in exactly one `observe(status, error_code)` call, and every
+failure in one log record on "scenario_agent.upstream" (upstream/errors.py: `details`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator
+import logging
+import zlib
+from typing import Any, AsyncIterator, Callable
 
 import httpx
 import openai
@@ -19,15 +28,43 @@ from agent import errors
 from agent.config import Settings
 from agent.model import Finish, Thinking
 from agent.prompts import Prompt
+from upstream import quirks
 from upstream.decode import ChatStreamDecoder
-from upstream.errors import map_exception
+from upstream.errors import details, map_exception, redact
+
+log = logging.getLogger("scenario_agent.upstream")
+
+Observer = Callable[[str, "str | None"], None]
+
+# A compressed body (asked for `identity`, sent anyway) is inflated in steps of this, and
+# never past the total: a 400 KB gzip bomb must not become 400 MB in this process.
+_INFLATE_STEP_BYTES = 64 * 1024
+MAX_INFLATED_BYTES = 8 * 1024 * 1024
+# After `[DONE]`, what is left of the body is read (so the connection can be reused) for at
+# most this long and this much; whatever goes wrong then, the answer is complete.
+_DRAIN_SECONDS = 1.0
+_DRAIN_BYTES = 64 * 1024
+
+
+class _BadBody(Exception):
+    """A body this service will not read (its text says why): upstream_invalid_response."""
 
 
 class OpenAICompatible:
     provider = "openai-compatible"
 
-    def __init__(self, settings: Settings, http_client: httpx.AsyncClient) -> None:
+    def __init__(self, settings: Settings, http_client: httpx.AsyncClient, *, observe: Observer | None = None) -> None:
+        """`observe(status, error_code)` is called once per upstream request, when its outcome is
+        known: `status` is the HTTP status ("200", "429"...) or "connect_error" / "timeout" when
+        no response came; `error_code` is None when the upstream answered without fault (to the
+        end, or until this side closed it), else the agent error code it ended with."""
+        if settings.upstream_token_param not in ("auto", *quirks.TOKEN_PARAMS):
+            raise ValueError(f"UPSTREAM_TOKEN_PARAM must be auto, max_tokens or max_completion_tokens, got {settings.upstream_token_param!r}")
         self.model = settings.openai_model
+        self._secret = settings.openai_api_key
+        self._observe = observe
+        # The token-limit name to send; switched (for the life of this instance) when a server refuses it.
+        self._token_param = quirks.token_param_for(settings.openai_base_url, settings.upstream_token_param)
         self._client = openai.AsyncOpenAI(
             # Local servers (Ollama, llama.cpp) need no key, but the SDK insists on one.
             api_key=settings.openai_api_key or "unused",
@@ -40,33 +77,25 @@ class OpenAICompatible:
                 write=settings.upstream_connect_timeout_seconds,
                 pool=settings.upstream_connect_timeout_seconds,
             ),
+            # An event stream gains nothing from compression, and an inflating decoder is a
+            # place a hostile body can grow this process (what arrives anyway is bounded below).
+            default_headers={"Accept-Encoding": "identity"},
         )
 
-    async def stream(self, prompt: Prompt, max_tokens: int) -> AsyncIterator[str | Finish]:
+    @property
+    def token_param(self) -> str:
+        """The token-limit parameter's name the next request sends."""
+        return self._token_param
+
+    async def stream(self, prompt: Prompt, max_tokens: int) -> AsyncIterator[str | Thinking | Finish]:
         """Closing this generator (aclose) closes the upstream response and its connection."""
+        response = await self._open(prompt, max_tokens)
+        status = str(response.status_code)
+        decoder = ChatStreamDecoder()
+        reported = False
         try:
-            # The client's generic `post` (the SDK's way to call any endpoint) with a raw
-            # httpx.Response: auth, retries before the response starts and the SDK's error
-            # types as with `chat.completions.create`, without validating and transforming
-            # typed params on every request (a third of the SDK's CPU per request).
-            response: httpx.Response = await self._client.post(
-                "/chat/completions",
-                cast_to=httpx.Response,
-                body={
-                    "model": self.model,
-                    "messages": prompt.messages,
-                    "stream": True,
-                    "stream_options": {"include_usage": True},
-                    "max_tokens": max_tokens,
-                },
-                stream=True,
-            )
             try:
-                # The response's byte stream itself, unless the server compressed it (rare for
-                # SSE; then httpx decodes). `aiter_raw` would add a generator and a re-chunker
-                # per read on top of the same bytes; `response.aclose()` below still runs.
-                chunks: AsyncIterator[bytes] = response.aiter_bytes() if "content-encoding" in response.headers else aiter(response.stream)  # type: ignore[arg-type]
-                decoder = ChatStreamDecoder()
+                chunks = _body(response)
                 # The hot loop: one network read in, its deltas out. Kept flat on purpose:
                 # every generator layer between the socket and the client costs time per token.
                 async for chunk in chunks:
@@ -77,19 +106,158 @@ class OpenAICompatible:
                 if decoder.error is not None:
                     raise decoder.error
                 if not decoder.done:
+                    if decoder.empty:
+                        # llama.cpp's Python server answers a prompt longer than its context
+                        # with HTTP 200 and an empty body: no event, no [DONE].
+                        raise _EmptyBody()
                     raise errors.upstream_interrupted()  # the body ended without `data: [DONE]`
-                # Read the body to its end (the chunked terminator follows at once) so that
-                # the connection goes back to the pool instead of being closed.
-                try:
-                    async with asyncio.timeout(1.0):
-                        async for _ in chunks:
-                            pass
-                except TimeoutError:
-                    pass
+                reported = True
+                self._report(status, None)
+                await _drain(chunks)
             finally:
                 await response.aclose()
+        except _EmptyBody:
+            reported = True
+            raise self._failed(status, errors.context_too_long(), {"problem": "HTTP 200 with an empty body (llama.cpp: the prompt is longer than its context)"}) from None
+        except errors.AgentError as exc:
+            reported = True
+            fields = {"problem": decoder.problem or "the body ended without data: [DONE]"}
+            if decoder.upstream_error is not None:
+                fields.update(details(status, decoder.upstream_error, self._secret))
+            raise self._failed(status, exc, fields) from None
+        except _BadBody as exc:
+            reported = True
+            raise self._failed(status, errors.upstream_invalid_response(), {"problem": str(exc)}) from None
         except (openai.APIError, httpx.HTTPError) as exc:
             mapped = map_exception(exc)
             if mapped is None:
                 raise
-            raise mapped from None
+            reported = True
+            if decoder.empty and isinstance(exc, httpx.RemoteProtocolError):
+                # The same empty answer, closed without the chunked terminator (as uvicorn
+                # closes a response whose app failed): still no byte of an answer.
+                raise self._failed(status, errors.context_too_long(), _exception_fields(exc, self._secret, "HTTP 200, then closed with an empty body")) from None
+            raise self._failed(status, mapped, _exception_fields(exc, self._secret, "the body broke off")) from None
+        finally:
+            if not reported:
+                self._report(status, None)  # closed by this side (client gone, local limit): no upstream fault
+
+    async def _open(self, prompt: Prompt, max_tokens: int) -> httpx.Response:
+        """The response, headers read; a refused token-limit name is retried once with the other.
+
+        The refusal comes as the response status, before any token, so the retry duplicates
+        nothing; the name that worked is kept for every later request of this instance."""
+        for attempt in (1, 2):
+            param = self._token_param
+            try:
+                # The client's generic `post` (the SDK's way to call any endpoint) with a raw
+                # httpx.Response: auth, retries before the response starts and the SDK's error
+                # types as with `chat.completions.create`, without validating and transforming
+                # typed params on every request (a third of the SDK's CPU per request).
+                return await self._client.post(
+                    "/chat/completions",
+                    cast_to=httpx.Response,
+                    body={
+                        "model": self.model,
+                        "messages": prompt.messages,
+                        "stream": True,
+                        "stream_options": {"include_usage": True},
+                        param: max_tokens,
+                    },
+                    stream=True,
+                )
+            except openai.APIStatusError as exc:
+                status = str(exc.status_code)
+                if attempt == 1 and quirks.rejected_token_param(exc.status_code, exc.body, param):
+                    if self._token_param == param:  # a concurrent request may have switched already
+                        self._token_param = quirks.other_token_param(param)
+                    self._report(status, errors.upstream_rejected(exc.status_code).code)
+                    log.info({"message": "the upstream refused the token-limit parameter; using the other from now on",
+                              "refused": param, "now": self._token_param, "model": self.model,
+                              **details(exc.status_code, exc.body, self._secret)})
+                    continue
+                mapped = map_exception(exc)
+                assert mapped is not None
+                raise self._failed(status, mapped, details(exc.status_code, exc.body, self._secret)) from None
+            except (openai.APIError, httpx.HTTPError) as exc:
+                mapped = map_exception(exc)
+                if mapped is None:
+                    raise
+                timed_out = isinstance(exc, (openai.APITimeoutError, httpx.TimeoutException))
+                raise self._failed("timeout" if timed_out else "connect_error", mapped, _exception_fields(exc, self._secret, "no response")) from None
+        raise AssertionError("unreachable")
+
+    def _failed(self, status: str, error: errors.AgentError, fields: dict[str, Any]) -> errors.AgentError:
+        """Observe and log one failed upstream request; returns the error to raise."""
+        self._report(status, error.code)
+        log.warning({"message": "upstream error", "error_code": error.code, "model": self.model,
+                     "upstream_status": status, **{k: v for k, v in fields.items() if k != "upstream_status"}})
+        return error
+
+    def _report(self, status: str, code: str | None) -> None:
+        if self._observe is not None:
+            try:
+                self._observe(status, code)
+            except Exception:  # an observer's bug must not end the answer
+                log.exception("upstream observer failed")
+
+
+class _EmptyBody(Exception):
+    """A 200 answer whose body ended before its first byte."""
+
+
+def _exception_fields(exc: BaseException, secret: str | None, problem: str) -> dict[str, Any]:
+    return {"problem": problem, "exception": type(exc).__name__, "upstream_message": redact(exc, secret)}
+
+
+def _body(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The response's raw byte stream (no generator layer per read), inflated with a bound
+    if the server compressed it even though `identity` was asked for."""
+    encoding = response.headers.get("content-encoding", "").strip().lower()
+    stream: AsyncIterator[bytes] = aiter(response.stream)  # type: ignore[arg-type]
+    if not encoding or encoding == "identity":
+        return stream
+    return _inflated(stream, encoding)
+
+
+async def _inflated(stream: AsyncIterator[bytes], encoding: str) -> AsyncIterator[bytes]:
+    """gzip or deflate, inflated 64 KiB at a time and at most MAX_INFLATED_BYTES in all."""
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        raise _BadBody(f"a body compressed with {encoding[:40]!r}, which this service does not inflate")
+    # wbits 32+: a zlib or a gzip header, detected. A raw deflate stream (no header) is
+    # retried as such on the first error, as httpx does.
+    inflater = zlib.decompressobj(32 + zlib.MAX_WBITS)
+    raw_retry = encoding == "deflate"
+    total = 0
+    async for data in stream:
+        while data and not inflater.eof:
+            try:
+                out = inflater.decompress(data, _INFLATE_STEP_BYTES)
+            except zlib.error:
+                if raw_retry and total == 0:
+                    raw_retry = False
+                    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+                    continue
+                raise _BadBody("a compressed body that does not inflate") from None
+            raw_retry = False
+            data = inflater.unconsumed_tail
+            total += len(out)
+            if total > MAX_INFLATED_BYTES:
+                raise _BadBody(f"a compressed body inflating past {MAX_INFLATED_BYTES} bytes")
+            if out:
+                yield out
+
+
+async def _drain(chunks: AsyncIterator[bytes]) -> None:
+    """Read what follows `[DONE]` (the chunked terminator, at once) so the connection goes back
+    to the pool. The answer is complete already: an abrupt close here (llama-cpp-python ends
+    an interrupted stream so), a stall or junk changes nothing."""
+    seen = 0
+    try:
+        async with asyncio.timeout(_DRAIN_SECONDS):
+            async for piece in chunks:
+                seen += len(piece)
+                if seen > _DRAIN_BYTES:
+                    return  # not a terminator: response.aclose() drops the connection
+    except Exception:  # noqa: BLE001 - see the docstring
+        pass

@@ -24,50 +24,92 @@ class ServerSentEvent(NamedTuple):
     retry: int | None = None
 
 
-class LineDecoder:
-    """Bytes to lines; a CR at the end of one chunk may be the first half of a CRLF."""
+# Far beyond any real chunk (a few hundred bytes; a 16 KiB delta is a few times that), small
+# enough that a hostile or broken upstream cannot grow this process without end.
+MAX_LINE_BYTES = 1024 * 1024
+MAX_EVENT_BYTES = 1024 * 1024
 
-    def __init__(self) -> None:
-        self._buffer = b""
+
+class StreamTooLarge(ValueError):
+    """A line or an event passed its bound (MAX_LINE_BYTES, MAX_EVENT_BYTES)."""
+
+
+class LineDecoder:
+    """Bytes to lines; a CR at the end of one chunk may be the first half of a CRLF.
+
+    Linear in the bytes fed: an unfinished line is kept as a list of parts and joined once,
+    when its line end arrives (joining the buffer on every read would be quadratic in a long
+    line). A line longer than `max_line` bytes raises StreamTooLarge.
+    """
+
+    def __init__(self, max_line: int = MAX_LINE_BYTES) -> None:
+        self._parts: list[bytes] = []  # the unfinished line, CRs already turned into LFs
+        self._size = 0
+        self._max = max_line
         self._after_cr = False
         self._first = True
 
     def feed(self, chunk: bytes) -> list[str]:
         if self._after_cr and chunk[:1] == b"\n":
             chunk = chunk[1:]  # the LF of a CRLF whose CR ended the previous chunk
-        data = self._buffer + chunk if self._buffer else chunk
-        if not data:
+        if not chunk:
             return []
-        self._after_cr = data[-1:] == b"\r"
-        if b"\r" in data:
-            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        self._after_cr = chunk[-1:] == b"\r"
+        if b"\r" in chunk:
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         # Everything up to the last LF is complete lines: decode them in one go (an LF byte
         # never occurs inside a UTF-8 sequence) and keep the rest for the next chunk.
-        end = data.rfind(b"\n") + 1
-        self._buffer = data[end:]
+        end = chunk.rfind(b"\n") + 1
         if not end:
+            self._parts.append(chunk)
+            self._size += len(chunk)
+            if self._size > self._max:
+                raise StreamTooLarge("upstream line too long")
             return []
-        text = (data if end == len(data) else data[:end]).decode("utf-8", "replace")
+        if self._parts:
+            self._parts.append(chunk[:end])
+            data = b"".join(self._parts)
+            self._parts, self._size = [], 0
+        else:
+            data = chunk if end == len(chunk) else chunk[:end]
+        if end < len(chunk):
+            rest = chunk[end:]
+            self._parts.append(rest)
+            self._size = len(rest)
+            if self._size > self._max:
+                raise StreamTooLarge("upstream line too long")
+        text = data.decode("utf-8", "replace")
         if self._first:
             self._first = False
             if text[:1] == "\ufeff":  # the spec drops one leading BOM
                 text = text[1:]
         lines = text.split("\n")
         lines.pop()  # the empty string after the last LF
+        # Only a read of more than `max` bytes can hold a line that long: check then.
+        if len(data) > self._max and max(map(len, lines)) > self._max:
+            raise StreamTooLarge("upstream line too long")
         return lines
 
     def flush(self) -> list[str]:
         """End of stream: an unterminated last line is still a line."""
-        rest, self._buffer = self._buffer, b""
+        rest = b"".join(self._parts)
+        self._parts, self._size = [], 0
         return [rest.decode("utf-8", "replace")] if rest else []
 
 
 class EventDecoder:
-    """Lines to events. Returns an event on the blank line that ends it, else None."""
+    """Lines to events. Returns an event on the blank line that ends it, else None.
 
-    def __init__(self) -> None:
+    An event whose data passes `max_event` characters (counting one per line for the
+    joining newline) raises StreamTooLarge: `data:` lines without a blank line would
+    otherwise accumulate without end.
+    """
+
+    def __init__(self, max_event: int = MAX_EVENT_BYTES) -> None:
         self._event = ""
         self._data: list[str] = []
+        self._size = 0
+        self._max = max_event
         self._id: str | None = None
         self._last_id: str | None = None
         self._retry: int | None = None
@@ -79,7 +121,7 @@ class EventDecoder:
                 self._event, self._retry = "", None
                 return None
             event = ServerSentEvent(self._event or "message", "\n".join(self._data), self._last_id, self._retry)
-            self._event, self._data, self._retry = "", [], None
+            self._event, self._data, self._retry, self._size = "", [], None, 0
             return event
         if line[0] == ":":
             return None  # a comment, such as a heartbeat
@@ -88,6 +130,9 @@ class EventDecoder:
             value = value[1:]  # exactly one leading space is part of the syntax
         if name == "data":
             self._data.append(value)
+            self._size += len(value) + 1
+            if self._size > self._max:
+                raise StreamTooLarge("upstream event too large")
         elif name == "event":
             self._event = value
         elif name == "id":

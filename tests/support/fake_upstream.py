@@ -14,6 +14,12 @@ When requests run concurrently, a queue cannot say which request gets which plan
 set `fake.selector` to a function of the request body returning a Plan (or None to
 fall back to the queue and the default), e.g. one that reads a marker in the user's
 message.
+
+Real servers' shapes (/work/shared/wire/README.md) are Plan options: thinking as
+`reasoning_content`, `reasoning` (+ `reasoning_details`) or inline `<think>` with the tags
+split anywhere; role-only and Azure first chunks; `finish_reason` length / content_filter;
+no usage chunk; keep-alive comments; `data:` without a space; a 400 `unsupported_parameter`
+for a named token-limit parameter; and `raw` bytes for anything else, byte for byte.
 """
 
 from __future__ import annotations
@@ -48,10 +54,32 @@ class Plan:
     # Echo the request's Authorization header in error bodies and error payloads, as real
     # servers do ("Incorrect API key provided: sk-...") - for tests that the key never leaks.
     echo_auth: bool = False
+    # Thinking deltas sent before `tokens`, paced like them, in the shape `reasoning_field`
+    # names: "reasoning_content" (llama.cpp, DeepSeek, LM Studio), "reasoning" (Ollama, vLLM,
+    # OpenRouter; with `reasoning_details` also the same text again, as OpenRouter does), or
+    # "think" (inline in content: "<think>", the reasoning, "</think>", then the tokens, each
+    # tag split after `think_split` characters across two deltas, 0 for whole tags).
+    reasoning: list[str] = field(default_factory=list)
+    reasoning_field: str = "reasoning_content"
+    reasoning_details: bool = False
+    think_split: int = 0
+    reasoning_tokens: int | None = None  # usage.completion_tokens_details.reasoning_tokens
+    # "role" (role + empty content), "role_only" ({"role": "assistant"}: llama-cpp-python,
+    # vLLM), "azure" (`choices: []` with prompt_filter_results, then the role chunk), "none".
+    first_chunk: str = "role"
+    comments: list[str] = field(default_factory=list)  # sent before the first chunk, e.g. ": OPENROUTER PROCESSING"
+    data_no_space: bool = False  # `data:{...}`, valid SSE
+    # Answer 400 unsupported_parameter (OpenAI's exact body) to a request carrying this
+    # parameter; the plan stays first in the queue, for the client's retry.
+    reject_param: str | None = None
+    error: dict | None = None  # the `error` object of a non-200 answer (default: a fake one)
+    # Exactly these bytes after the head ("HTTP/1.1 <status>" + `headers`, which must then
+    # give the framing: see `chunked`), then a close (FIN).
+    raw: bytes | None = None
 
 
-def chunk(content: str | None = None, finish_reason: str | None = None, role: bool = False) -> dict:
-    delta: dict = {}
+def chunk(content: str | None = None, finish_reason: str | None = None, role: bool = False, delta: dict | None = None) -> dict:
+    delta = dict(delta or {})
     if role:
         delta["role"] = "assistant"
     if content is not None:
@@ -65,6 +93,51 @@ def chunk(content: str | None = None, finish_reason: str | None = None, role: bo
     }
 
 
+def chunked(*parts: bytes, end: bool = True) -> bytes:
+    """`parts` as HTTP/1.1 chunks, one each, and the zero-size terminator unless `end` is False."""
+    return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts if p) + (b"0\r\n\r\n" if end else b"")
+
+
+def unsupported_parameter(name: str) -> dict:
+    """OpenAI's 400 `error` object for a token-limit parameter the model does not take."""
+    other = "max_completion_tokens" if name == "max_tokens" else "max_tokens"
+    return {"message": f"Unsupported parameter: '{name}' is not supported with this model. Use '{other}' instead.",
+            "type": "invalid_request_error", "param": name, "code": "unsupported_parameter"}
+
+
+def _deltas(plan: Plan) -> list[tuple[str, dict]]:
+    """The plan's deltas in order: ("reasoning" | "token", delta object)."""
+    if plan.reasoning_field == "think":
+        pieces = ["<think>", *plan.reasoning, "</think>", *plan.tokens] if plan.reasoning else list(plan.tokens)
+        if plan.think_split:
+            split: list[str] = []
+            carry = ""
+            for piece in pieces:
+                if piece in ("<think>", "</think>"):
+                    if split:
+                        split[-1] += carry + piece[:plan.think_split]
+                    else:
+                        split.append(carry + piece[:plan.think_split])
+                    carry = piece[plan.think_split:]
+                else:
+                    split.append(carry + piece)
+                    carry = ""
+            if carry:
+                split.append(carry)
+            pieces = [p for p in split if p]
+        return [("token", {"content": p}) for p in pieces]
+    out: list[tuple[str, dict]] = []
+    for text in plan.reasoning:
+        if plan.reasoning_field == "reasoning_content":
+            out.append(("reasoning", {"content": None, "reasoning_content": text}))
+        else:
+            delta: dict = {"content": "", plan.reasoning_field: text}
+            if plan.reasoning_details:
+                delta["reasoning_details"] = [{"type": "reasoning.text", "text": text, "format": "unknown", "index": 0}]
+            out.append(("reasoning", delta))
+    return out + [("token", {"content": t}) for t in plan.tokens]
+
+
 class FakeUpstream:
     def __init__(self, default: Plan | None = None) -> None:
         self.default = default or Plan()
@@ -76,6 +149,7 @@ class FakeUpstream:
         self.connections_accepted = 0  # every TCP connection ever made to the fake
         self.disconnects: list[float] = []  # time.monotonic() when a client left mid-answer
         self.emitted: list[tuple[float, str]] = []  # (time.monotonic(), token) for every token sent
+        self.reasoning_emitted: list[tuple[float, str]] = []  # the same for reasoning-field deltas
         self.bytes_sent = 0  # body bytes written to answer streams
         self.selector: Callable[[dict], Plan | None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -152,15 +226,31 @@ class FakeUpstream:
         self.requests.append(request)
         self.request_headers.append(headers)
         plan = self.selector(request) if self.selector is not None else None
+        queued = False
         if plan is None:
-            plan = self.plans.popleft() if self.plans else self.default
+            queued = bool(self.plans)
+            plan = self.plans.popleft() if queued else self.default
         auth = headers.get("authorization", "")
         if plan.fault == "refuse":
             _reset(writer)
             return False
+        if plan.reject_param is not None and plan.reject_param in request:
+            if queued:
+                self.plans.appendleft(plan)  # the same server answers the retry
+            body = json.dumps({"error": unsupported_parameter(plan.reject_param)}).encode()
+            writer.write(b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+            await writer.drain()
+            return True
+        if plan.raw is not None:
+            extra = "".join(f"{k}: {v}\r\n" for k, v in plan.headers.items())
+            writer.write(f"HTTP/1.1 {plan.status} OK\r\n{extra}\r\n".encode() + plan.raw)
+            self.bytes_sent += len(plan.raw)
+            await writer.drain()
+            return False  # then a close, without anything more
         if plan.status != 200:
             message = f"fake error {plan.status}" + (f": Incorrect API key provided: {auth}" if plan.echo_auth else "")
-            body = json.dumps({"error": {"message": message, "type": "fake", "code": plan.status}}).encode()
+            error = plan.error if plan.error is not None else {"message": message, "type": "fake", "code": plan.status}
+            body = json.dumps({"error": error}).encode()
             extra = "".join(f"{k}: {v}\r\n" for k, v in plan.headers.items())
             writer.write(
                 f"HTTP/1.1 {plan.status} Error\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n{extra}\r\n".encode() + body
@@ -187,19 +277,31 @@ class FakeUpstream:
                 reader._buffer[:0] = early  # type: ignore[attr-defined]
 
     async def _stream(self, plan: Plan, writer: asyncio.StreamWriter, gone: asyncio.Event, auth: str = "") -> bool:
+        prefix = "data:" if plan.data_no_space else "data: "
+
         def send_data(payload: str) -> None:
-            data = f"data: {payload}\n\n".encode()
+            data = f"{prefix}{payload}\n\n".encode()
             self.bytes_sent += len(data)
             writer.write(b"%x\r\n%s\r\n" % (len(data), data))
 
-        send_data(json.dumps(chunk("", role=True)))
+        for comment in plan.comments:
+            data = f"{comment}\n\n".encode()
+            writer.write(b"%x\r\n%s\r\n" % (len(data), data))
+        if plan.first_chunk == "azure":
+            send_data(json.dumps({"choices": [], "created": 0, "id": "", "model": "", "object": "",
+                                  "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": {"hate": {"filtered": False, "severity": "safe"}}}]}))
+        if plan.first_chunk in ("role", "azure"):
+            send_data(json.dumps(chunk("", role=True)))
+        elif plan.first_chunk == "role_only":
+            send_data(json.dumps(chunk(role=True)))
         await writer.drain()
         start = time.monotonic()
         if plan.first_delay_ms and await _sleep_or_gone(plan.first_delay_ms / 1000, gone):
             self.disconnects.append(time.monotonic())
             return False
-        for index, token in enumerate(plan.tokens):
-            if plan.fault and index == plan.fault_after:
+        tokens_sent = 0
+        for index, (kind, delta) in enumerate(_deltas(plan)):
+            if plan.fault and kind == "token" and tokens_sent == plan.fault_after:
                 return await self._fault(plan, writer, send_data, gone, auth)
             if index and plan.interval_ms:
                 # Absolute deadlines: pacing does not drift with scheduling delays.
@@ -209,15 +311,22 @@ class FakeUpstream:
             if gone.is_set():
                 self.disconnects.append(time.monotonic())
                 return False
-            send_data(json.dumps(chunk(token), ensure_ascii=False))
-            self.emitted.append((time.monotonic(), token))
+            send_data(json.dumps(chunk(delta=delta), ensure_ascii=False))
+            if kind == "token":
+                tokens_sent += 1
+                self.emitted.append((time.monotonic(), delta["content"]))
+            else:
+                self.reasoning_emitted.append((time.monotonic(), delta.get("reasoning_content") or delta.get("reasoning") or ""))
             await writer.drain()
         if plan.fault:
             return await self._fault(plan, writer, send_data, gone, auth)
         send_data(json.dumps(chunk(finish_reason=plan.finish_reason)))
         if plan.usage:
-            n = len(plan.tokens)
-            send_data(json.dumps({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": n, "total_tokens": 7 + n}}))
+            n = len(plan.tokens) + len(plan.reasoning)
+            usage: dict = {"prompt_tokens": 7, "completion_tokens": n, "total_tokens": 7 + n}
+            if plan.reasoning_tokens is not None:
+                usage["completion_tokens_details"] = {"reasoning_tokens": plan.reasoning_tokens}
+            send_data(json.dumps({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "choices": [], "usage": usage}))
         send_data("[DONE]")
         writer.write(b"0\r\n\r\n")
         await writer.drain()
