@@ -930,3 +930,18 @@ def test_the_patch_reproduces_every_edit_exactly(sample_id, message):
     edits, _ = parse_request(message, working)
     outcome = apply_edits(working, edits)
     assert apply_ops(original, outcome.ops) == working
+
+
+def test_what_to_do_first_without_a_role_is_the_first_step(sample):
+    out = compose("chat", "what should I do first?", sample, [])
+    assert f'Step 1 of {len(sample["steps"])} is "{sample["steps"][0]["title"]}"' in out
+
+
+def test_a_role_can_be_named_by_its_initials():
+    out = compose("chat", "what does the CMO do first?", SAMPLES["hospital-ransomware"], [])
+    assert "Chief Medical Officer" in out and "Clinical continuity" in out
+
+
+def test_hardest_role_is_the_one_most_steps_call_on():
+    out = compose("chat", "who is the hardest role to play?", SAMPLES["support-escalation"], [])
+    assert out.startswith("**Support Agent** is the hardest role") and "5 of the 6 steps" in out

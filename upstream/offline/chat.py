@@ -45,13 +45,13 @@ def chat_topic(text: str, scenario: dict | None) -> str:
     topics = phrase("chat_topics")
     if scenario is not None:
         if t.has_cue(text_words, phrase("hardest_cues")):
-            return "hardest"
+            return "hardest_role" if {"role", "roles", "character", "characters"} & set(text_words) else "hardest"
         step = _mentioned_step(lowered, scenario)
         role = _mentioned_role(lowered, scenario)
         if role is not None and t.has_cue(text_words, topics[1][1]):
             return f"cast:{role}"
-        if role is not None and step is None and t.has_cue(text_words, phrase("first_cues")):
-            return f"first:{role}"
+        if step is None and t.has_cue(text_words, phrase("first_cues")) and (role is not None or t.steps(scenario)):
+            return f"first:{role}" if role is not None else "step:0"
         if step is not None:
             return f"step:{step}"
         missing = re.search(r"\b(?:step|phase|stage)\s*#?\s*(\d{1,3})\b", lowered)
@@ -119,7 +119,12 @@ def _mentioned_role(lowered: str, scenario: dict) -> int | None:
     generic = set(phrase("generic_role_words"))
     hits = [index for index, role in enumerate(roles)
             if any(len(word) >= 4 and word not in generic and word in text_words for word in t.words(role.name))]
-    return hits[0] if len(hits) == 1 else None
+    if len(hits) == 1:
+        return hits[0]
+    # "the CMO" for "Chief Medical Officer": the initials of a name of two words or more.
+    initials = [index for index, role in enumerate(roles)
+                if len(t.words(role.name)) >= 2 and "".join(word[0] for word in t.words(role.name)) in text_words]
+    return initials[0] if len(initials) == 1 else None
 
 
 # ---------------------------------------------------------------------------
@@ -144,6 +149,8 @@ def _with_scenario(topic: str, scenario: dict) -> str:
         return phrase("glossary")[ref]
     if topic == "hardest":
         return _hardest_step(roles, steps) if steps else no_steps
+    if topic == "hardest_role":
+        return _hardest_role(roles, steps) if roles else f"\"{title}\" has no roles yet."
     if topic == "edit":
         return ("That sounds like an edit. Send it as a change request and I'll apply it to "
                 f"\"{title}\" and show you the change; I handle plain edits like "
@@ -290,6 +297,19 @@ def _hardest_step(roles: list[t.Item], steps: list[t.Item]) -> str:
     lines.append("- Tip: give the group a little more time there, and have the facilitator ready to prompt "
                  "if the discussion stalls.")
     return "\n".join(lines)
+
+
+def _hardest_role(roles: list[t.Item], steps: list[t.Item]) -> str:
+    """The role the most steps call on (ties: the first listed), with who should play it."""
+    counts = [len(_steps_with(role, steps)) for role in roles]
+    index = max(range(len(roles)), key=lambda i: (counts[i], -i))
+    role = roles[index]
+    if counts[index] == 0:
+        return (f"No step names a role directly, so the load is even; **{role.name}**, listed first, usually carries "
+                f"the most. I'd give it to {_casting_advice(role)}.")
+    named = [t.quote(steps[i].name, 60) for i in sorted(_steps_with(role, steps))]
+    return (f"**{role.name}** is the hardest role to play: {counts[index]} of the {len(steps)} steps {'calls' if counts[index] == 1 else 'call'} on it "
+            f"({t.short_list(named, 4)}). I'd give it to {_casting_advice(role)}.")
 
 
 def _about_step(index: int, steps: list[t.Item]) -> str:
