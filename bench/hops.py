@@ -13,22 +13,32 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import os
 import sys
 import time
 from typing import AsyncIterator
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-sys.path.insert(0, HERE)
+import h11
 
-from agent.model import Finish
-from upstream.decode import ChatStreamDecoder  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
+# The project root only: bench/ on sys.path would shadow the `upstream` package with bench/upstream.py.
+sys.path.insert(0, os.path.dirname(HERE))
+
+from agent.events import Chat, encode  # noqa: E402
+from agent.model import Finish  # noqa: E402
 from agent.request import AgentRequest  # noqa: E402
 from agent.run import Run  # noqa: E402
-from agent.events import encode  # noqa: E402
-from upstream.transport import ChunkedBody  # noqa: E402
-from upstream import token_chunk  # noqa: E402  (bench/upstream.py: the chunk it writes per token)
+from upstream.decode import ChatStreamDecoder  # noqa: E402
+from upstream.transport import MAX_INCOMPLETE_EVENT_BYTES  # noqa: E402
+
+
+def _bench_upstream():  # type: ignore[no-untyped-def]
+    """bench/upstream.py as a module, loaded by path (its name is the package's)."""
+    spec = importlib.util.spec_from_file_location("bench_upstream", os.path.join(HERE, "upstream.py"))
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
 
 
 class DeltaModel:
@@ -45,6 +55,33 @@ class DeltaModel:
         yield Finish("stop", None)
 
 
+def response_in_body() -> h11.Connection:
+    """An h11 client connection as the transport's is when the body starts: request sent,
+    a chunked response head received."""
+    http = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_INCOMPLETE_EVENT_BYTES)
+    http.send(h11.Request(method="POST", target="/v1/chat/completions", headers=[("host", "bench"), ("content-length", "0")]))
+    http.send(h11.EndOfMessage())
+    http.receive_data(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+    assert type(http.next_event()) is h11.Response
+    return http
+
+
+def dechunk_each(chunks: list[bytes]) -> list[bytes]:
+    """upstream/transport.py's per-read step (_ResponseStream.__aiter__): each network read
+    fed to h11, events taken until NEED_DATA, the Data bytes handed out."""
+    http = response_in_body()
+    next_event, NEED_DATA, Data = http.next_event, h11.NEED_DATA, h11.Data
+    out = []
+    for c in chunks:
+        http.receive_data(c)
+        pieces = []
+        while (event := next_event()) is not NEED_DATA:
+            if type(event) is Data:
+                pieces.append(event.data)
+        out.append(bytes(pieces[0]) if len(pieces) == 1 else b"".join(pieces))
+    return out
+
+
 def timed(fn, rounds: int = 5) -> float:  # type: ignore[no-untyped-def]
     best = float("inf")
     for _ in range(rounds):
@@ -59,16 +96,15 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--tokens", type=int, default=50_000)
     args = a.parse_args(argv)
     n = args.tokens
+    token_chunk = _bench_upstream().token_chunk  # the chunk bench/upstream.py writes per token
     chunks = [token_chunk("chatcmpl-bench1", "gpt-4o-mini", i, time.time()) for i in range(n)]
-    bodies = [ChunkedBody().feed(c) for c in chunks]
+    bodies = [b"".join(dechunk_each(chunks[i:i + 1])) for i in range(n)]
     deltas = [d for b in bodies for d in ChatStreamDecoder().feed(b)]
     assert len(deltas) == n
-    events = [{"type": "chat", "content": d, "streaming": True} for d in deltas]
+    events = [Chat(d) for d in deltas]
 
     def dechunk() -> None:
-        body = ChunkedBody()
-        for c in chunks:
-            body.feed(c)
+        dechunk_each(chunks)
 
     def decode() -> None:
         decoder = ChatStreamDecoder()
@@ -87,10 +123,10 @@ def main(argv: list[str] | None = None) -> int:
             encode(e)
 
     rows = [
-        ("2", "chunked framing removed", "agent/transport.py · ChunkedBody.feed", timed(dechunk)),
-        ("4", "SSE lines → event → JSON → delta", "agent/llm.py · ChatStreamDecoder.feed", timed(decode)),
+        ("2", "HTTP/1.1 framing removed (h11)", "upstream/transport.py · _ResponseStream.__aiter__ (h11.Connection)", timed(dechunk)),
+        ("4", "SSE lines → event → JSON → delta", "upstream/decode.py · ChatStreamDecoder.feed", timed(decode)),
         ("7", "the run's loop builds the event", "agent/run.py · Run.events (a model that yields at once)", timed(run_events)),
-        ("8", "frame encoding", "agent/sse.py · encode", timed(frames)),
+        ("8", "frame encoding", "agent/events.py · encode", timed(frames)),
     ]
     print("| hop | what | file · function | µs per token |\n|---|---|---|---|")
     for hop, what, where, seconds in rows:

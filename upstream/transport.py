@@ -1,19 +1,28 @@
 """A small HTTP/1.1 transport for httpx, built for long streamed responses.
 
 The openai SDK still makes every request (auth, retries before the response starts,
-error types); this only replaces how bytes travel. httpx's default transport reads
-each network chunk through httpcore, h11 and anyio: a cancel scope, an exception map
-and an h11 state-machine step per read, about half of the app's CPU per token
-(docs/bench-notes.md). Here the connection is an `asyncio.Protocol`: `data_received`
-appends the bytes and resolves the one future the reader waits on, and the reader takes
-them and removes the chunked framing with a few slices. (asyncio's StreamReader does the
-same through more layers per read; at one token per read every layer shows.)
+error types); this only replaces how bytes travel. httpx's default transport reads each
+network chunk through httpcore, h11 and anyio: a cancel scope, an exception map, locks
+and an h11 step per read. Here the connection is an `asyncio.Protocol`: `data_received`
+appends the bytes and resolves the one future the reader waits on, and the reader hands
+them to `h11.Connection`, which does all of the HTTP/1.1 framing (RFC 9112: status line,
+header fields, Content-Length, chunked, read-until-close, keep-alive rules).
 
-Scope, on purpose: HTTP/1.1 over TCP or TLS, keep-alive with a small idle pool,
-Content-Length, chunked and read-until-close bodies. No HTTP/2, no proxies: when a
-proxy variable (HTTPS_PROXY, ALL_PROXY, ...) is set, `make_transport` returns None and
-httpx's own transport is used. Failures are raised as the httpx exceptions httpx would
-raise, so the SDK's retry logic and `upstream.errors.map_exception` see no difference.
+What h11 does not bound, this module does:
+- h11's `max_incomplete_event_size` caps the head, a chunk-size line (with its
+  extensions) and the trailer section at `MAX_INCOMPLETE_EVENT_BYTES`;
+- the head as a whole (1xx responses included) must arrive within the read timeout;
+- a body stalls only while we wait to read: the idle timer does not count the time a
+  slow consumer holds the stream back (that is backpressure, not upstream silence);
+- at most `HIGH_WATER_BYTES` (plus one network read) wait unread per connection: then
+  the socket is paused and TCP holds the upstream back.
+
+Scope, on purpose: HTTP/1.1 over TCP or TLS with a small keep-alive pool. No HTTP/2, no
+proxies: with a proxy variable (HTTPS_PROXY, ALL_PROXY, ...) set, `make_transport`
+returns None and `make_http_client` uses httpx's own transport. Failures are raised as
+the httpx exceptions httpx would raise, so the SDK's retries and
+`upstream.errors.map_exception` see no difference. The transport never resends a
+request itself: retrying is the SDK's decision alone.
 """
 
 from __future__ import annotations
@@ -24,13 +33,26 @@ import ssl
 import time
 from typing import AsyncIterator
 
+import h11
 import httpx
 
 _PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy")
-_MAX_HEAD_BYTES = 256 * 1024
-# Stop reading from the socket while this much is received and not yet taken: a slow
-# consumer holds the server back through TCP instead of growing this process.
-_HIGH_WATER_BYTES = 256 * 1024
+
+# The largest incomplete thing h11 may buffer: the response head, one chunk-size line with
+# its extensions, the trailer section. Real model servers send heads of well under 2 KiB.
+MAX_INCOMPLETE_EVENT_BYTES = 64 * 1024
+# Stop reading from the socket once this much is received and not yet taken: a slow
+# consumer holds the upstream back through TCP instead of growing this process.
+HIGH_WATER_BYTES = 64 * 1024
+# Idle keep-alive connections are dropped after this long, or earlier when the server
+# announces a shorter `Keep-Alive: timeout=N` (uvicorn closes after 5 s): a request is
+# never sent into a connection the server is about to close.
+KEEPALIVE_EXPIRY_SECONDS = 4.0
+MAX_IDLE_PER_HOST = 64
+# Margin kept below a server's announced keep-alive timeout.
+_KEEPALIVE_MARGIN_SECONDS = 1.0
+
+Key = tuple[str, str, int]
 
 
 def make_transport() -> httpx.AsyncBaseTransport | None:
@@ -40,18 +62,32 @@ def make_transport() -> httpx.AsyncBaseTransport | None:
     return StreamingTransport()
 
 
+def make_http_client() -> httpx.AsyncClient:
+    """The one pooled client for every upstream request (timeouts are set per request by
+    the SDK). Pool settings live here only: ours, or the same ones given to httpx's own
+    transport when a proxy is configured."""
+    transport = make_transport()
+    if transport is not None:
+        return httpx.AsyncClient(transport=transport)
+    return httpx.AsyncClient(limits=httpx.Limits(
+        max_connections=None, max_keepalive_connections=MAX_IDLE_PER_HOST, keepalive_expiry=KEEPALIVE_EXPIRY_SECONDS))
+
+
 class _Connection(asyncio.Protocol):
     """One upstream connection. Received bytes wait in `received` until the reader takes
-    them; a reader with nothing to take awaits `wait()`, which the next callback resolves."""
+    them; a reader with nothing to take awaits `wait()`, which the next callback resolves.
+    `http` is its h11 state machine, reused across keep-alive request cycles."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
+        self.http = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_INCOMPLETE_EVENT_BYTES)
         self.transport: asyncio.Transport | None = None
         self.received: list[bytes] = []
         self.size = 0
         self.closed = False
         self.error: Exception | None = None  # why the connection was lost, if not a clean close
         self.idle_since = 0.0
+        self.expiry = KEEPALIVE_EXPIRY_SECONDS
         self._waiter: asyncio.Future[None] | None = None
         self._writable: asyncio.Future[None] | None = None  # pending while the send buffer is full
         self._reading_paused = False
@@ -64,7 +100,7 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.received.append(data)
         self.size += len(data)
-        if self.size > _HIGH_WATER_BYTES and not self._reading_paused:
+        if self.size > HIGH_WATER_BYTES and not self._reading_paused:
             self._reading_paused = True
             self.transport.pause_reading()  # type: ignore[union-attr]
         self._wake()
@@ -115,9 +151,12 @@ class _Connection(asyncio.Protocol):
             self.transport.resume_reading()  # type: ignore[union-attr]
         return data
 
-    def usable(self, now: float, expiry: float) -> bool:
-        # Bytes arriving on an idle connection would be read as the next response: don't reuse it.
-        return not self.closed and not self.received and not self.transport.is_closing() and now - self.idle_since < expiry  # type: ignore[union-attr]
+    def usable(self, now: float) -> bool:
+        """Fit for a new request: open, quiet (bytes arriving on an idle connection would be
+        read as the next response), between request cycles, and not near its expiry."""
+        return (not self.closed and not self.received and not self.transport.is_closing()  # type: ignore[union-attr]
+                and self.http.our_state is h11.IDLE and self.http.their_state is h11.IDLE
+                and now - self.idle_since < self.expiry)
 
     def abort(self) -> None:
         # abort, not close: the peer sees the connection end now, with no TLS goodbye to wait for.
@@ -125,21 +164,27 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
 
 
-async def _within(seconds: float | None, awaitable):  # type: ignore[no-untyped-def]
-    if seconds is None:
-        return await awaitable
-    async with asyncio.timeout(seconds):
-        return await awaitable
+def _server_keepalive_seconds(headers: list[tuple[bytes, bytes]]) -> float | None:
+    """The `timeout=N` of a `Keep-Alive` response header, if any."""
+    for name, value in headers:
+        if name.lower() == b"keep-alive":
+            for param in value.split(b","):
+                key, _, number = param.strip().partition(b"=")
+                if key.strip().lower() == b"timeout":
+                    try:
+                        return float(number.strip())
+                    except ValueError:
+                        return None
+    return None
 
 
 class StreamingTransport(httpx.AsyncBaseTransport):
-    def __init__(self, ssl_context: ssl.SSLContext | None = None, keepalive_expiry: float = 4.0, max_idle_per_host: int = 64) -> None:
-        # Servers close idle keep-alive connections too (uvicorn after 5 s); expiring ours
-        # a little earlier avoids sending a request into a connection that is closing.
+    def __init__(self, ssl_context: ssl.SSLContext | None = None, keepalive_expiry: float = KEEPALIVE_EXPIRY_SECONDS,
+                 max_idle_per_host: int = MAX_IDLE_PER_HOST) -> None:
         self._ssl = ssl_context
         self._expiry = keepalive_expiry
         self._max_idle = max_idle_per_host
-        self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
+        self._idle: dict[Key, list[_Connection]] = {}
 
     def _ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:
@@ -147,35 +192,36 @@ class StreamingTransport(httpx.AsyncBaseTransport):
         return self._ssl
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send `request` once, on a pooled connection or a new one, and return the response
+        with its head read. No resend: a failure is raised for the SDK to judge."""
         timeouts = request.extensions.get("timeout", {})
         url = request.url
         tls = url.scheme == "https"
         key = (url.scheme, url.host, url.port or (443 if tls else 80))
-        head = b"%s %s HTTP/1.1\r\n%s\r\n" % (
-            request.method.encode(),
-            url.raw_path,
-            b"".join(b"%s: %s\r\n" % (name, value) for name, value in request.headers.raw),
-        )
         body = await request.aread()
-        for attempt in (1, 2):
-            conn = self._checkout(key)
-            reused = conn is not None
-            if conn is None:
-                conn = await self._connect(request, key, tls, timeouts.get("connect"))
+        conn = self._checkout(key)
+        if conn is None:
+            conn = await self._connect(request, key, tls, timeouts.get("connect"))
+        try:
+            http = conn.http
             try:
-                await self._write(request, conn, head + body, timeouts.get("write"))
-                status, reason, headers, rest = await self._read_head(request, conn, timeouts.get("read"))
-            except httpx.RemoteProtocolError:
-                conn.abort()
-                if reused and attempt == 1:
-                    continue  # the server had closed the idle connection: once more on a new one
-                raise
-            except BaseException:
-                conn.abort()
-                raise
-            stream = _ResponseStream(self, key, conn, request, headers, rest, timeouts.get("read"), status)
-            return httpx.Response(status, headers=headers, stream=stream, extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason})
-        raise AssertionError("unreachable")
+                data = http.send(h11.Request(method=request.method, target=url.raw_path, headers=request.headers.raw))
+                if body:
+                    data += http.send(h11.Data(data=body))
+                data += http.send(h11.EndOfMessage())
+            except h11.LocalProtocolError as exc:  # e.g. a header value h11 refuses to send
+                raise httpx.LocalProtocolError(str(exc), request=request) from None
+            await self._write(request, conn, data, timeouts.get("write"))
+            response = await self._read_head(request, conn, timeouts.get("read"))
+        except BaseException:
+            conn.abort()
+            raise
+        headers = response.headers.raw_items()
+        announced = _server_keepalive_seconds(headers)
+        conn.expiry = self._expiry if announced is None else min(self._expiry, announced - _KEEPALIVE_MARGIN_SECONDS)
+        stream = _ResponseStream(self, key, conn, request, timeouts.get("read"))
+        return httpx.Response(response.status_code, headers=headers, stream=stream,
+                              extensions={"http_version": b"HTTP/" + response.http_version, "reason_phrase": response.reason})
 
     async def aclose(self) -> None:
         for idle in self._idle.values():
@@ -183,32 +229,37 @@ class StreamingTransport(httpx.AsyncBaseTransport):
                 conn.abort()
         self._idle.clear()
 
-    def _checkout(self, key: tuple[str, str, int]) -> _Connection | None:
+    def _checkout(self, key: Key) -> _Connection | None:
         idle = self._idle.get(key)
         now = time.monotonic()
         while idle:
             conn = idle.pop()
-            if conn.usable(now, self._expiry):
+            if conn.usable(now):
                 return conn
             conn.abort()
         return None
 
-    def checkin(self, key: tuple[str, str, int], conn: _Connection) -> None:
+    def checkin(self, key: Key, conn: _Connection) -> None:
+        """Pool `conn` after a complete response, or close it if it cannot carry another."""
+        http = conn.http
+        leftover, _ = http.trailing_data
+        if http.our_state is not h11.DONE or http.their_state is not h11.DONE or leftover or conn.received:
+            conn.abort()  # keep-alive off (Connection: close, HTTP/1.0), or bytes after the body
+            return
         idle = self._idle.setdefault(key, [])
-        if len(idle) >= self._max_idle:
+        if len(idle) >= self._max_idle or conn.expiry <= 0:
             conn.abort()
             return
+        http.start_next_cycle()
         conn.idle_since = time.monotonic()
         idle.append(conn)
 
-    async def _connect(self, request: httpx.Request, key: tuple[str, str, int], tls: bool, timeout: float | None) -> _Connection:
+    async def _connect(self, request: httpx.Request, key: Key, tls: bool, timeout: float | None) -> _Connection:
         _, host, port = key
         loop = asyncio.get_running_loop()
         try:
-            _, conn = await _within(
-                timeout,
-                loop.create_connection(lambda: _Connection(loop), host, port, ssl=self._ssl_context() if tls else None),
-            )
+            async with asyncio.timeout(timeout):
+                _, conn = await loop.create_connection(lambda: _Connection(loop), host, port, ssl=self._ssl_context() if tls else None)
         except TimeoutError:
             raise httpx.ConnectTimeout(f"connecting to {host}:{port} timed out", request=request) from None
         except OSError as exc:  # refused, unreachable, DNS failure (socket.gaierror), TLS errors
@@ -222,226 +273,121 @@ class StreamingTransport(httpx.AsyncBaseTransport):
         writable = conn.writable()
         if writable is not None:
             try:
-                await _within(timeout, writable)
+                async with asyncio.timeout(timeout):
+                    await writable
             except TimeoutError:
                 raise httpx.WriteTimeout("sending the request timed out", request=request) from None
         if conn.closed and conn.error is not None:
             raise httpx.RemoteProtocolError(f"connection lost while sending: {conn.error}", request=request)
 
-    async def _read_head(self, request: httpx.Request, conn: _Connection, timeout: float | None) -> tuple[int, bytes, list[tuple[bytes, bytes]], bytes]:
-        """The status line and header fields, and the bytes after them (the start of the body)."""
-        buffer = b""
-        while True:
-            while (end := buffer.find(b"\r\n\r\n")) < 0:
-                if len(buffer) > _MAX_HEAD_BYTES:
-                    raise httpx.RemoteProtocolError("response head too large", request=request)
-                if conn.received:
-                    buffer += conn.take()
-                elif conn.closed:
-                    if conn.error is not None:
-                        raise httpx.ReadError(str(conn.error), request=request)
-                    raise httpx.RemoteProtocolError("server disconnected without sending a response", request=request)
-                else:
-                    try:
-                        await _within(timeout, conn.wait())
-                    except TimeoutError:
-                        raise httpx.ReadTimeout("no response from the server in time", request=request) from None
-            lines, buffer = buffer[:end].split(b"\r\n"), buffer[end + 4:]
-            version, _, rest = lines[0].partition(b" ")
-            code, _, reason = rest.partition(b" ")
-            if not version.startswith(b"HTTP/1.") or not code.isdigit():
-                raise httpx.RemoteProtocolError(f"malformed status line {lines[0][:80]!r}", request=request)
-            status = int(code)
-            if 100 <= status < 200:
-                continue  # 100 Continue and friends: the real response follows
-            headers = []
-            for line in lines[1:]:
-                name, colon, value = line.partition(b":")
-                if not colon:
-                    raise httpx.RemoteProtocolError("malformed header line", request=request)
-                headers.append((name.strip(), value.strip()))
-            return status, reason, headers, buffer
-
-
-# ChunkedBody's parser states; a positive state is the data bytes still due in the current chunk.
-_SIZE_LINE, _LINE_END, _TRAILERS = 0, -1, -2
-
-
-class ChunkedBody:
-    """Chunked transfer coding (RFC 9112 section 7.1), pushed: `feed(data)` returns the data
-    bytes it completed (possibly b""); `done` once the last chunk and the trailer section
-    are in; bytes after them are kept in `leftover`. Raises httpx.RemoteProtocolError."""
-
-    ends_at_close = False
-
-    def __init__(self) -> None:
-        self._buffer = b""  # an incomplete size line, line end or trailer section
-        self._state = _SIZE_LINE
-        self.done = False
-        self.leftover = b""
-
-    def feed(self, data: bytes) -> bytes:
-        buffer = self._buffer + data if self._buffer else data
-        end_of_data = len(buffer)
-        pos = 0
-        state = self._state
-        out = []
-        while pos < end_of_data:
-            if state == _SIZE_LINE:  # "1a\r\n" or "1a;name=value\r\n"
-                line_end = buffer.find(b"\r\n", pos)
-                if line_end < 0:
-                    break
-                try:
-                    size = int(buffer[pos:line_end], 16)  # int() allows the whitespace around it
-                except ValueError:
-                    size = -1
-                if size < 0:
-                    size = _chunk_size_with_extensions(buffer[pos:line_end])
-                pos = line_end + 2
-                if size == 0:
-                    state = _TRAILERS
-                elif pos + size + 2 <= end_of_data:  # the usual read: the whole chunk and its line end
-                    out.append(buffer[pos:pos + size])
-                    pos += size + 2
-                else:
-                    state = size
-            elif state > 0:  # chunk data: pass on what is here
-                end = pos + state
-                out.append(buffer[pos:end])
-                if end > end_of_data:
-                    state, pos = end - end_of_data, end_of_data
-                    break
-                state, pos = _LINE_END, end
-            elif state == _LINE_END:  # the line end after a chunk's data
-                if end_of_data - pos < 2:
-                    break
-                state, pos = _SIZE_LINE, pos + 2
-            else:  # after the last chunk: optional trailer fields, of no use here, then a blank line
-                if buffer.startswith(b"\r\n", pos):
-                    end = pos + 2
-                else:
-                    end = buffer.find(b"\r\n\r\n", pos)
-                    if end < 0:
-                        break
-                    end += 4
-                self.done, self.leftover = True, buffer[end:]
-                pos = end_of_data
-        self._buffer, self._state = buffer[pos:], state
-        return out[0] if len(out) == 1 else b"".join(out)
-
-
-def _chunk_size_with_extensions(line: bytes) -> int:
-    """The size from a size line with chunk extensions (rare, and ignored), or a protocol error."""
-    try:
-        size = int(line.split(b";", 1)[0], 16)
-    except ValueError:
-        size = -1
-    if size < 0:
-        raise httpx.RemoteProtocolError(f"malformed chunk size {line[:20]!r}")
-    return size
-
-
-class SizedBody:
-    """A Content-Length body."""
-
-    ends_at_close = False
-    leftover = b""
-
-    def __init__(self, length: int) -> None:
-        self._remaining = length
-        self.done = length == 0
-
-    def feed(self, data: bytes) -> bytes:
-        piece = data[:self._remaining]
-        self._remaining -= len(piece)
-        self.done = self._remaining == 0
-        if len(piece) < len(data):
-            self.leftover = data[len(piece):]
-        return piece
-
-
-class BodyUntilClose:
-    """No length and not chunked: the body is everything until the server closes."""
-
-    ends_at_close = True
-    done = False
-    leftover = b""
-
-    def feed(self, data: bytes) -> bytes:
-        return data
+    async def _read_head(self, request: httpx.Request, conn: _Connection, timeout: float | None) -> h11.Response:
+        """The final response's head. The whole head, any number of 1xx responses included,
+        must arrive within `timeout`: an upstream that sends `100 Continue` every second
+        does not keep a request alive past it."""
+        http = conn.http
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    event = http.next_event()
+                    if event is h11.NEED_DATA:
+                        while not conn.received:
+                            if conn.closed:
+                                if conn.error is not None:
+                                    raise httpx.ReadError(f"connection broken: {conn.error}", request=request)
+                                if http.their_state is h11.SEND_RESPONSE and not http.trailing_data[0]:
+                                    raise httpx.RemoteProtocolError("server disconnected without sending a response", request=request)
+                                http.receive_data(b"")
+                                break
+                            await conn.wait()
+                        else:
+                            http.receive_data(conn.take())
+                    elif type(event) is h11.Response:
+                        return event
+                    # else an InformationalResponse (1xx): the real response follows
+        except TimeoutError:
+            raise httpx.ReadTimeout("no complete response head from the server in time", request=request) from None
+        except h11.RemoteProtocolError as exc:
+            raise httpx.RemoteProtocolError(f"malformed response: {exc}", request=request) from None
 
 
 class _ResponseStream(httpx.AsyncByteStream):
-    """The response body: de-framed bytes as they arrive; the connection pooled or aborted on close."""
+    """The response body: de-framed bytes as they arrive, one piece per network read; the
+    connection pooled (complete and reusable) or aborted on close."""
 
-    def __init__(self, transport: StreamingTransport, key: tuple[str, str, int], conn: _Connection, request: httpx.Request,
-                 headers: list[tuple[bytes, bytes]], start: bytes, read_timeout: float | None, status: int) -> None:
+    def __init__(self, transport: StreamingTransport, key: Key, conn: _Connection, request: httpx.Request,
+                 read_timeout: float | None) -> None:
         self._transport = transport
         self._key = key
         self._conn: _Connection | None = conn
         self._request = request
-        self._start = start  # body bytes that arrived with the head
         self._timeout = read_timeout
-        fields = {name.lower(): value.lower() for name, value in headers}
-        chunked = b"chunked" in fields.get(b"transfer-encoding", b"")
-        length = fields.get(b"content-length")
-        self._body: ChunkedBody | SizedBody | BodyUntilClose
-        if request.method == "HEAD" or status in (204, 304):
-            self._body = SizedBody(0)
-        elif chunked:
-            self._body = ChunkedBody()
-        elif length and length.isdigit():
-            self._body = SizedBody(int(length))
-        else:
-            self._body = BodyUntilClose()
-        self._keep_alive = fields.get(b"connection") != b"close" and not self._body.ends_at_close
         self._complete = False
         # The read timeout is an idle timeout, enforced by one timer that re-arms itself
-        # only when it fires: a read costs a clock read, not a timer per read.
+        # only when it fires: a wait costs a clock read, not a timer. Silence is counted
+        # from when the reader starts waiting (`_waiting_since`, 0.0 while not waiting),
+        # so time spent in the consumer (backpressure) is never counted as silence.
         self._loop = conn.loop
-        self._last_read = self._loop.time()
+        self._waiting_since = 0.0
         self._timed_out = False
-        self._timer = self._loop.call_at(self._last_read + read_timeout, self._check_idle) if read_timeout else None
+        self._timer = self._loop.call_at(self._loop.time() + read_timeout, self._check_idle) if read_timeout else None
 
     def _check_idle(self) -> None:
-        deadline = self._last_read + (self._timeout or 0)
-        if self._loop.time() < deadline:
-            self._timer = self._loop.call_at(deadline, self._check_idle)
-        elif self._conn is not None and not self._complete:
+        now = self._loop.time()
+        conn = self._conn
+        if conn is None or self._complete:
+            return
+        since = self._waiting_since
+        if not since or conn.received:  # the consumer holds us back, or bytes wait to be taken
+            self._timer = self._loop.call_at(now + self._timeout, self._check_idle)  # type: ignore[operator]
+        elif now < since + self._timeout:  # type: ignore[operator]
+            self._timer = self._loop.call_at(since + self._timeout, self._check_idle)  # type: ignore[operator]
+        else:
             self._timed_out = True
-            self._conn.abort()  # wakes the waiting reader with the connection lost
+            conn.abort()  # wakes the waiting reader with the connection lost
 
     def _ended_early(self, conn: _Connection) -> httpx.TransportError:
         if self._timed_out:
             return httpx.ReadTimeout("the server sent nothing for too long", request=self._request)
-        if conn.error is not None:  # e.g. a reset mid-answer
-            return httpx.ReadError(f"connection broken: {conn.error}", request=self._request)
-        return httpx.RemoteProtocolError("peer closed connection without sending complete message body", request=self._request)
+        return httpx.ReadError(f"connection broken: {conn.error}", request=self._request)  # e.g. a reset mid-answer
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        conn, body = self._conn, self._body
+        conn = self._conn
         assert conn is not None
-        data, self._start = self._start, b""
+        http = conn.http
+        next_event, NEED_DATA, Data = http.next_event, h11.NEED_DATA, h11.Data
+        pieces: list[bytes] = []
         # One pass per network read: at a token per read, this loop is the token path.
-        while True:
-            if data:
-                piece = body.feed(data)
-                if piece:
-                    yield piece
-            if body.done:
-                break
-            while not conn.received:
-                if conn.closed:
-                    if body.ends_at_close and not self._timed_out and conn.error is None:
-                        self._complete = True
-                        return
-                    raise self._ended_early(conn)
-                await conn.wait()
-            data = conn.take()
-            self._last_read = self._loop.time()
-        self._complete = True
-        if body.leftover:
-            self._keep_alive = False  # bytes after the body: the connection's framing can't be trusted
+        try:
+            while True:
+                event = next_event()
+                if type(event) is Data:
+                    pieces.append(event.data)
+                    continue
+                if pieces:
+                    # h11 hands out bytearrays; the byte stream's contract is bytes.
+                    yield bytes(pieces[0]) if len(pieces) == 1 else b"".join(pieces)
+                    pieces = []
+                if event is NEED_DATA:
+                    if not conn.received:
+                        if conn.closed:
+                            if self._timed_out or conn.error is not None:
+                                raise self._ended_early(conn)
+                            http.receive_data(b"")  # a clean close: the end of an until-close body, or an error
+                            continue
+                        self._waiting_since = self._loop.time()
+                        while not conn.received and not conn.closed:
+                            await conn.wait()
+                        self._waiting_since = 0.0
+                        if not conn.received:
+                            continue
+                    http.receive_data(conn.take())
+                elif type(event) is h11.EndOfMessage:
+                    self._complete = True
+                    return
+                else:  # ConnectionClosed (after a complete until-close body h11 gives EndOfMessage first)
+                    raise httpx.RemoteProtocolError("the server closed the connection mid-response", request=self._request)
+        except h11.RemoteProtocolError as exc:
+            raise httpx.RemoteProtocolError(str(exc), request=self._request) from None
 
     async def aclose(self) -> None:
         if self._timer is not None:
@@ -449,7 +395,7 @@ class _ResponseStream(httpx.AsyncByteStream):
         conn, self._conn = self._conn, None
         if conn is None:
             return
-        if self._complete and self._keep_alive:
+        if self._complete:
             self._transport.checkin(self._key, conn)
         else:
-            conn.abort()  # unread body (the client went away) or not reusable: end it now
+            conn.abort()  # unread body (the client went away): end it now
