@@ -39,7 +39,7 @@ from agent.model import Model
 from agent.request import InvalidRequest, parse_request
 from agent.run import Run
 from upstream.openai_compat import OpenAICompatible
-from upstream.transport import make_transport
+from upstream.transport import make_http_client
 from web import logs
 from web.body import read_json
 from web.client_address import client_address
@@ -100,13 +100,8 @@ class Service:
 
             self.model = OfflineModel(s.offline_token_delay_ms)
         else:
-            # One pooled client for every upstream request; timeouts are set per request by the SDK.
-            # The transport is agent/transport.py's (it pools on its own), unless a proxy is
-            # configured: then httpx's own, with these limits.
-            self.http = httpx.AsyncClient(
-                transport=make_transport(),
-                limits=httpx.Limits(max_connections=None, max_keepalive_connections=100, keepalive_expiry=4),
-            )
+            # One pooled client for every upstream request, configured in upstream/transport.py.
+            self.http = make_http_client()
             # Each upstream request's outcome feeds health and /metrics (never a request of its own).
             self.model = OpenAICompatible(s, self.http, observe=self._observe_upstream)
             if not s.app_access_token:
