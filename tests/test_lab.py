@@ -299,3 +299,48 @@ def test_lab_mode_reads_only_the_lab_parameter() -> None:
             lab_mode(query)
         assert caught.value.status == 422 and caught.value.code == "unknown_query_parameter"
         assert caught.value.extra == {"field": name}
+
+
+def test_sigterm_ends_lab_streams_with_server_shutdown_through_the_same_path() -> None:
+    """On SIGTERM a lab stream ends like the real one (error server_shutdown, then done),
+    its frames still going through the mode's broken path, within the grace period."""
+    import threading
+
+    import httpx
+
+    from tests.support.harness import ServerProcess, wait_until
+
+    grace = 5.0
+    results: dict[str, Any] = {}
+
+    def read(mode: str, url: str) -> None:
+        try:
+            with httpx.stream("POST", f"{url}{STREAM_PATH}?lab={mode}", json=CREATE, timeout=30) as response:
+                results[mode] = (response.status_code, parse_frames(response.read()), time.monotonic())
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            results[mode] = exc
+
+    with ServerProcess({"OFFLINE_TOKEN_DELAY_MS": "20", "SHUTDOWN_GRACE_SECONDS": str(grace)}) as server:
+        readers = [threading.Thread(target=read, args=(mode, server.url), daemon=True) for mode in ("blocking", "accumulate")]
+        for reader in readers:
+            reader.start()
+        assert wait_until(lambda: server.health()["active_streams"] == 2, 10)
+        time.sleep(0.5)  # some tokens in: the run is 530 tokens, about 11 s
+        sent_at = time.monotonic()
+        server.terminate()
+        for reader in readers:
+            reader.join(grace + 5)
+            assert not reader.is_alive()
+        assert server.wait(grace + 5) in (0, -15)  # uvicorn re-raises SIGTERM at exit
+        stderr = server.stderr_text()
+    assert "Traceback" not in stderr, stderr[-2000:]
+    for mode in ("blocking", "accumulate"):
+        status, frames, ended_at = results[mode]
+        assert status == 200
+        assert ended_at - sent_at < grace
+        error = assert_well_formed(frames)
+        assert error is not None and error["code"] == "server_shutdown"
+        chats = [data["content"] for kind, data in frames if kind == "chat"]
+        assert chats and "".join(chats)  # the text so far came out first
+        if mode == "accumulate":
+            assert len(chats) == 1
