@@ -176,6 +176,7 @@ class LabStreamResponse:
         self.headers = [*STREAM_HEADERS, *self.sink.headers, (b"x-lab-mode", mode.encode())]
         self._started = False  # http.response.start sent
         self._unsent = b""  # a body message whose send was cut short (kept for the shutdown close)
+        self._finishing = False  # the sink's finish() has been taken: it takes no more events
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         outcome = Outcome.DISCONNECTED
@@ -186,14 +187,16 @@ class LabStreamResponse:
             tasks = {writer, listener, stopper}
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             if writer in done:
-                outcome = Outcome.SEND_TIMEOUT if writer.result() else Outcome.COMPLETE
+                outcome = Outcome.COMPLETE
             elif listener not in done:
                 outcome = Outcome.SHUTDOWN
                 self.run.stop_code = "server_shutdown"  # before the writer's cancel closes the run
             for task in tasks - done:
                 task.cancel()
             await asyncio.gather(*(tasks - done), return_exceptions=True)
-            if outcome == Outcome.SHUTDOWN:
+            if outcome == Outcome.COMPLETE and writer.result():  # re-raises a failure of the writer itself
+                outcome = Outcome.SEND_TIMEOUT
+            elif outcome == Outcome.SHUTDOWN:
                 await self._close_for_shutdown(send)
             # SEND_TIMEOUT: returning without completing makes uvicorn close the connection.
         finally:
@@ -225,6 +228,7 @@ class LabStreamResponse:
             # Cancelled (client gone, shutdown) while the generator is suspended: close it so
             # its finally releases the upstream now.
             await events.aclose()
+        self._finishing = True
         try:
             await self._send(send, self.sink.finish(), more_body=False)
         except TimeoutError:
@@ -232,8 +236,12 @@ class LabStreamResponse:
         return False
 
     async def _close_for_shutdown(self, send: Send) -> None:
-        """The frames so far, then `error` (server_shutdown) and `done`, through the same sink."""
-        closing = self._unsent + b"".join(self.sink.feed(e) for e in self.run.stop_events(errors.server_shutdown())) + self.sink.finish()
+        """The frames so far, then `error` (server_shutdown) and `done`, through the same sink.
+        (Cut short while sending the run's own last message, that message is the close.)"""
+        closing = self._unsent
+        if not self._finishing:
+            stop = self.run.stop_events(errors.server_shutdown())
+            closing += b"".join(self.sink.feed(e) for e in stop) + self.sink.finish()
         try:
             async with asyncio.timeout(self.grace):
                 await self._send(send, closing, more_body=False)
