@@ -51,7 +51,7 @@ def test_deep_scenario_rejected():
 @pytest.mark.parametrize("mode, message, scenario, intent", [
     ("explain", "add a role", {"title": "t"}, "explain"),
     ("chat", "create a new scenario", None, "chat"),
-    ("auto", "anything at all", None, "create"),
+    ("auto", "anything at all", None, "chat"),
     ("auto", "Explain this scenario", {"title": "t"}, "explain"),
     ("auto", "Create a scenario about a flood", {"title": "t"}, "create"),
     ("auto", "Add a role called Safety Officer", {"title": "t"}, "modify"),
