@@ -58,3 +58,42 @@ def test_a_fault_after_two_tokens_keeps_them_and_ends_with_one_code(transport: s
         items, got = run_stream(fake.base_url, transport)
     assert items == ["a", "b"]
     assert got == code
+
+
+WIRE_SHAPES = {
+    "role-only first chunk (llama-cpp-python, vLLM)": Plan(tokens=["a", "b"], first_chunk="role_only"),
+    "Azure's choices: [] first chunk": Plan(tokens=["a", "b"], first_chunk="azure"),
+    "no first chunk": Plan(tokens=["a", "b"], first_chunk="none"),
+    "keep-alive comments (OpenRouter)": Plan(tokens=["a", "b"], comments=[": OPENROUTER PROCESSING", ": OPENROUTER PROCESSING"]),
+    "data: without a space": Plan(tokens=["a", "b"], data_no_space=True),
+}
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("shape", WIRE_SHAPES)
+def test_every_first_chunk_and_framing_shape_gives_the_same_deltas(transport: str, shape: str) -> None:
+    with FakeUpstream() as fake:
+        fake.push(WIRE_SHAPES[shape])
+        items, code = run_stream(fake.base_url, transport)
+    assert code is None, shape
+    assert items[:2] == ["a", "b"] and items[2] == Finish("stop", items[2].usage) and len(items) == 3
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("reason", ["length", "content_filter"])
+def test_finish_reasons_and_no_usage_chunk_are_passed_on(transport: str, reason: str) -> None:
+    with FakeUpstream() as fake:
+        fake.push(Plan(tokens=["a"], finish_reason=reason, usage=False))
+        items, code = run_stream(fake.base_url, transport)
+    assert code is None and items == ["a", Finish(reason, None)]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_thinking_and_reasoning_tokens_over_both_transports(transport: str) -> None:
+    with FakeUpstream() as fake:
+        fake.push(Plan(reasoning=["hm", "m"], tokens=["ok"], reasoning_field="reasoning", reasoning_details=True, reasoning_tokens=2))
+        items, code = run_stream(fake.base_url, transport)
+    assert code is None
+    assert [type(i).__name__ for i in items] == ["Thinking", "Thinking", "str", "Finish"]
+    assert items[:3] == ["hm", "m", "ok"]
+    assert items[3].usage["completion_tokens_details"] == {"reasoning_tokens": 2}

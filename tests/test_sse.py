@@ -95,3 +95,19 @@ def test_utf8_character_split_across_chunks_at_every_byte():
 
 def test_leading_bom_is_dropped_once():
     assert [e.data for e in decode([b"\xef\xbb\xbfdata: x\n\n"])] == ["x"]
+
+
+@settings(max_examples=300)
+@given(st.lists(st.sampled_from([b"data: a", b"\r", b"\n", b"\r\n", b": c", "é".encode(), b"x" * 50]), max_size=40), st.data())
+def test_any_chunking_gives_the_same_lines(pieces, data):
+    raw = b"".join(pieces)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(raw)), max_size=20)))
+    chunks = [raw[a:b] for a, b in zip([0, *cuts], [*cuts, len(raw)])]
+
+    def lines(parts: list[bytes]) -> list[str]:
+        decoder, out = LineDecoder(), []
+        for part in parts:
+            out += decoder.feed(part)
+        return out + decoder.flush()
+
+    assert lines(chunks) == lines([raw])

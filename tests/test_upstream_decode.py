@@ -76,3 +76,32 @@ def test_whitespace_around_the_json_is_allowed_and_trailing_junk_is_not():
     assert collect(spaced + wire(b"[DONE]"))[0] == ["a", Finish("stop", None)]
     out, decoder = collect(b"data: " + json.dumps(chunk("a")).encode() + b" x\n\n")
     assert out == [] and decoder.error is not None and decoder.error.code == "upstream_invalid_response"
+
+
+# llama-cpp-python 0.3.36, captured (/work/shared/wire/llama-cpp-python/direct-max_tokens-5.txt):
+# spaces after colons, a role-only first chunk, no usage chunk, finish "length".
+LLAMA_CPP_CAPTURE = "".join(
+    'data: {"id": "chatcmpl-ef905964", "model": "SmolLM2-135M-Instruct.Q4_1.gguf", "created": 1796160527, "object": "chat.completion.chunk", '
+    f'"choices": [{{"index": 0, "delta": {delta}, "logprobs": null, "finish_reason": {finish}}}]}}\n\n'
+    for delta, finish in [('{"role": "assistant"}', "null"), ('{"content": "In"}', "null"), ('{"content": " a"}', "null"),
+                          ('{"content": " world"}', "null"), ('{"content": " where"}', "null"), ('{"content": " dragons"}', "null"),
+                          ("{}", '"length"')]
+).encode() + b"data: [DONE]\n\n"
+
+
+def test_a_real_llama_cpp_python_capture():
+    for size in (0, 1, 13):
+        out, decoder = collect(LLAMA_CPP_CAPTURE, size)
+        assert out == ["In", " a", " world", " where", " dragons", Finish("length", None)]
+
+
+def test_azure_first_chunk_and_data_without_a_space():
+    azure = {"choices": [], "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": {}}]}
+    raw = wire(azure, chunk("")).replace(b"data: ", b"data:") + wire(chunk("a"), chunk(finish="content_filter"), b"[DONE]")
+    assert collect(raw)[0] == ["a", Finish("content_filter", None)]
+
+
+def test_keep_alive_comments_anywhere():
+    raw = b": OPENROUTER PROCESSING\n\n" + wire(chunk("a")) + b": ping - 2026-12-01 21:36:31.601766+00:00\n\n" + wire(chunk("b"), b"[DONE]")
+    for size in (0, 3):
+        assert collect(raw, size)[0] == ["a", "b", Finish("stop", None)]
