@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import shutil
+import socket
 import ssl
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -345,3 +348,129 @@ def test_tls(tmp_path: Path):
     results, connections = asyncio.run(serve(chunked_server([frame(BODY) + b"0\r\n\r\n"]), tls=server_ctx)(check))
     assert results == [(200, BODY)] * 2
     assert connections == 1  # kept alive and reused over TLS (the strict client never got past the handshake)
+
+
+# -- a client that stops reading holds little (issue 12, item 7) ----------------------------
+
+class EndlessUpstream:
+    """A raw OpenAI-style upstream on loopback, in a thread: every streaming request gets an
+    endless answer of `delta_chars`-character deltas, `lines_per_write` SSE lines per write,
+    each write drained (so TCP backpressure holds it back). A request that mentions
+    "warm up" gets three deltas and [DONE]. `sent` counts body bytes written per connection."""
+
+    def __init__(self, delta_chars: int = 8192, lines_per_write: int = 16, max_bytes: int = 256 * 1024 * 1024) -> None:
+        self.delta_chars, self.lines_per_write, self.max_bytes = delta_chars, lines_per_write, max_bytes
+        self.sent: list[int] = []
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @staticmethod
+    def line(content: str) -> bytes:
+        chunk = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
+                 "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": None}]}
+        return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        index = len(self.sent)
+        self.sent.append(0)
+        try:
+            while True:  # keep-alive: one request after another on this connection
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(next(l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")))
+                request = await reader.readexactly(length)
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+                if b"warm up" in request:
+                    body = b"".join(self.line(t) for t in ("a", "b", "c")) + b"data: [DONE]\n\n"
+                    writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
+                    await writer.drain()
+                    continue
+                block = self.line("x" * self.delta_chars) * self.lines_per_write
+                piece = b"%x\r\n%s\r\n" % (len(block), block)
+                while self.sent[index] < self.max_bytes:
+                    writer.write(piece)
+                    await writer.drain()
+                    self.sent[index] += len(piece)
+                return
+        except (ConnectionError, asyncio.IncompleteReadError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    def __enter__(self) -> "EndlessUpstream":
+        def serve() -> None:
+            loop = self._loop = asyncio.new_event_loop()
+            server = loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", 0))
+            self.port = server.sockets[0].getsockname()[1]
+            self._ready.set()
+            loop.run_forever()
+            server.close()
+            loop.run_until_complete(server.wait_closed())
+            loop.close()
+
+        self._thread = threading.Thread(target=serve, daemon=True)
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
+def open_stalled_stream(port: int, message: str) -> socket.socket:
+    """A client with a small receive buffer that starts a chat stream, reads until its first
+    chat frame, then stops reading (and keeps the connection open)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(15)
+    sock.connect(("127.0.0.1", port))
+    body = json.dumps({"message": message, "mode": "chat"}).encode()
+    sock.sendall(b"POST /api/agent/scenario/stream HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+                 b"content-length: %d\r\n\r\n%s" % (len(body), body))
+    received = b""
+    while b"event: chat" not in received:
+        data = sock.recv(4096)
+        assert data, received[-300:]
+        received += data
+    return sock
+
+
+@pytest.mark.parametrize("delta_chars, lines_per_write", [(8192, 16), (768 * 1024, 1)], ids=["8KiB-deltas", "768KiB-deltas"])
+def test_a_client_that_stops_reading_holds_about_64_kib_plus_a_frame_per_stream(delta_chars, lines_per_write):
+    # 4 clients stop reading while the upstream pushes big deltas as fast as TCP lets it
+    # (768 KiB: under upstream/sse.py's 1 MiB line bound; the decoder cuts it into pieces).
+    # The app's RSS must stay flat: what each stream holds is bounded by the transport's
+    # high-water mark (64 KiB plus one socket read), one read's deltas and the frames in
+    # flight, not by how much the upstream sends. The upstream must be held back too.
+    from tests.support.harness import ServerProcess
+
+    with EndlessUpstream(delta_chars, lines_per_write) as upstream:
+        env = {"OPENAI_BASE_URL": f"http://127.0.0.1:{upstream.port}/v1", "OPENAI_API_KEY": "sk-test", "OPENAI_MODEL": "m",
+               "UPSTREAM_MAX_RETRIES": "0", "MAX_OUTPUT_TOKENS": "100000000", "UPSTREAM_IDLE_TIMEOUT_SECONDS": "60"}
+        with ServerProcess(env) as server:
+            for _ in range(2):  # warm up: imports, the first connection, the first frames
+                assert httpx.post(server.url + "/api/agent/scenario/stream", json={"message": "warm up", "mode": "chat"},
+                                  timeout=15).status_code == 200
+            base = server.rss_kb()
+            clients = [open_stalled_stream(server.port, f"stream {i}") for i in range(4)]
+            try:
+                peak, sent_mid = base, None
+                t0 = time.monotonic()
+                while time.monotonic() - t0 < 4:
+                    peak = max(peak, server.rss_kb())
+                    if sent_mid is None and time.monotonic() - t0 > 2:
+                        sent_mid = list(upstream.sent)
+                    time.sleep(0.1)
+                sent_end = list(upstream.sent)
+                active = server.health()["active_streams"]
+            finally:
+                for sock in clients:
+                    sock.close()
+    grown_mib = (peak - base) / 1024
+    streamed = sent_end[-4:]
+    print(f"RSS growth with 4 stalled clients: {grown_mib:.1f} MiB; upstream bytes sent per stream: {streamed}")
+    assert active == 4  # all four still running, held back (not ended by a timeout)
+    assert grown_mib < 40, grown_mib
+    assert all(s < 32 * 1024 * 1024 for s in streamed), streamed  # not read to the end: the upstream was held back
+    assert sent_mid is not None and sum(sent_end) - sum(sent_mid) < 4 * 1024 * 1024, (sent_mid, sent_end)  # and stays held
