@@ -159,10 +159,10 @@ function richText(text) {
 export const ms = (value) => (value == null ? "–" : `${Math.round(value)} ms`);
 const percent = (t, span) => `${Math.min(100, (100 * t) / span).toFixed(2)}%`;
 
-/** Round the axis up to a whole number of steps; returns {span, step} in ms. */
-export function axis(maxMs) {
+/** Round the axis up to a whole number of steps, at most `maxSteps`; returns {span, step} in ms. */
+export function axis(maxMs, maxSteps = 8) {
   const steps = [100, 250, 500, 1000, 2000, 2500, 5000, 10000, 20000, 30000, 60000];
-  const step = steps.find((s) => maxMs / s <= 8) ?? 60000;
+  const step = steps.find((s) => maxMs / s <= maxSteps) ?? 60000;
   return { span: Math.max(step, Math.ceil(maxMs / step) * step), step };
 }
 
@@ -232,7 +232,7 @@ function buildPanel(section) {
   const modeSelect = el(
     "select",
     { id: "lab-intent", name: "lab-intent" },
-    el("option", { value: "create", text: "Create (a long answer: prose and a scenario)" }),
+    el("option", { value: "create", text: "Create (prose and a scenario)" }),
     el("option", { value: "explain", text: "Explain (prose only)" }),
     el("option", { value: "chat", text: "Chat (a short answer)" }),
   );
@@ -330,7 +330,9 @@ export function mountLab(section) {
     const results = new Map();
     const redraw = () => {
       const longest = Math.max(1, ...[...results.values()].filter((r) => !r.error).map((r) => r.end));
-      const { span, step } = axis(longest);
+      // About one label per 70 px, so they never overlap on a narrow screen.
+      const labels = Math.max(2, Math.min(8, Math.floor(ui.axisRow.getBoundingClientRect().width / 70)));
+      const { span, step } = axis(longest, labels);
       drawAxis(ui.axisRow, span, step);
       for (const [mode, result] of results) drawRow(rowNodes.get(mode), result, span);
     };

@@ -25,6 +25,7 @@ test("axis rounds up to at most 8 whole steps", () => {
   assert.deepEqual(axis(6115), { span: 7000, step: 1000 });
   assert.deepEqual(axis(420), { span: 500, step: 100 });
   assert.deepEqual(axis(1), { span: 100, step: 100 });
+  assert.deepEqual(axis(6115, 3), { span: 7500, step: 2500 }); // a narrow track: fewer labels
   for (const t of [1, 99, 101, 999, 2500, 7999, 8001, 59000, 400000]) {
     const { span, step } = axis(t);
     assert.ok(span >= t && span / step <= 8 || step === 60000, `${t}: ${span}/${step}`);
