@@ -250,7 +250,8 @@ def test_sigterm_with_a_client_that_stopped_reading() -> None:
     up on it, but the connection stays open with unsent data until uvicorn stops waiting."""
     grace = 2.0
     with FakeUpstream(Plan(tokens=["x" * 8000] * 5000)) as fake:
-        env = upstream_env(fake, LOG_LEVEL="info", SHUTDOWN_GRACE_SECONDS=str(grace), SEND_TIMEOUT_SECONDS="30")
+        # MAX_OUTPUT_TOKENS high: 5000 deltas of 8000 characters are far past the local output limit.
+        env = upstream_env(fake, LOG_LEVEL="info", SHUTDOWN_GRACE_SECONDS=str(grace), SEND_TIMEOUT_SECONDS="30", MAX_OUTPUT_TOKENS="10000000")
         with ServerProcess(env) as server:
             sock = socket.socket()
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
