@@ -235,7 +235,7 @@ class Service:
             raise ApiError(422, exc.code, exc.message, field=exc.field) from None
         assert self.model is not None
         request_id = request.scope["state"].get("request_id") or uuid.uuid4().hex[:16]
-        run = Run(agent_request, self.model, request_id, s.max_output_tokens)
+        run = Run(agent_request, self.model, request_id, s.max_output_tokens, send_reasoning=s.send_reasoning, repair_attempts=s.scenario_repair_attempts)
         # From here to the caller's response: no await, so no other request runs in between.
         self._check_capacity()
         self.active_streams += 1  # released by _release when the response ends
