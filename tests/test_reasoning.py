@@ -146,6 +146,12 @@ def test_reasoning_field_with_reasoning_details_is_counted_once():
     assert kinds(out) == [("thinking", "Let me"), ("answer", "Hi")]
 
 
+def test_reasoning_content_and_reasoning_together_are_counted_once():
+    # vLLM during the rename sent both names with the same text.
+    out = decode(wire({"content": None, "reasoning_content": "Let me", "reasoning": "Let me"}, {"content": "Hi"}))
+    assert kinds(out) == [("thinking", "Let me"), ("answer", "Hi")]
+
+
 def test_reasoning_details_alone_are_read_but_never_encrypted_ones():
     details = [{"type": "reasoning.encrypted", "data": "c2VjcmV0"}, {"type": "reasoning.text", "text": "visible"}]
     assert kinds(decode(wire({"content": "", "reasoning_details": details}, {"content": "Hi"}))) == [("thinking", "visible"), ("answer", "Hi")]

@@ -8,6 +8,9 @@ Decoding happens in two stages, like httpx-sse and openai-python:
 Lines are split on bytes before UTF-8 decoding. CR and LF bytes never occur inside a
 multi-byte UTF-8 sequence, so a character split across two network reads is simply
 decoded once its line is complete, and no incremental decoder is needed.
+
+Both stages are bounded (MAX_LINE_BYTES, MAX_EVENT_BYTES: StreamTooLarge past them) and
+linear in their input, so a hostile upstream costs at most a few MiB and no quadratic CPU.
 """
 
 from __future__ import annotations
