@@ -21,6 +21,7 @@ from tests.support.fake_upstream import FakeUpstream, Plan, chunked
 from tests.support.servers import BUFFERED_PATH, STREAM_PATH, LiveApp, free_port, parse_frames
 from upstream.errors import is_context_too_long, redact, retry_after
 from upstream.openai_compat import OpenAICompatible
+from upstream.transport import StreamingTransport
 
 KEY = "sk-test-SECRET-key-0123456789"
 SSE = {"content-type": "text/event-stream", "transfer-encoding": "chunked"}
@@ -52,8 +53,10 @@ class Records(logging.Handler):
         return [m for m in self.messages if m.get("message") == "upstream error"]
 
 
-def run(base_url: str, count: int = 1, observed: list | None = None, close_after: int | None = None) -> list[tuple[list, str | None]]:
-    """`count` answers from one OpenAICompatible instance: [(items, error code)]."""
+def run(base_url: str, count: int = 1, observed: list | None = None, close_after: int | None = None,
+        transport: str = "httpx") -> list[tuple[list, str | None]]:
+    """`count` answers from one OpenAICompatible instance: [(items, error code)], over httpx's
+    transport or ours ("ours": upstream/transport.py, what the app uses without a proxy)."""
     settings = Settings.from_env({"OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": KEY, "UPSTREAM_MAX_RETRIES": "0",
                                   "UPSTREAM_CONNECT_TIMEOUT_SECONDS": "2"})
 
@@ -71,7 +74,7 @@ def run(base_url: str, count: int = 1, observed: list | None = None, close_after
         return items, None
 
     async def main() -> list[tuple[list, str | None]]:
-        async with httpx.AsyncClient() as client:
+        async with httpx.AsyncClient(transport=StreamingTransport() if transport == "ours" else None) as client:
             observe = (lambda status, code: observed.append((status, code))) if observed is not None else None
             model = OpenAICompatible(settings, client, observe=observe)
             return [await one(model) for _ in range(count)]
@@ -168,17 +171,18 @@ def test_context_too_long_reaches_the_client_as_non_retryable():
     assert "Shorten" in error["message"]
 
 
+@pytest.mark.parametrize("transport", ["httpx", "ours"])
 @pytest.mark.parametrize("name, raw, headers", [
     ("chunked, terminated", chunked(), SSE),
     ("chunked, closed without the terminator", b"", SSE),
     ("content-length 0", b"", {"content-type": "text/event-stream", "content-length": "0"}),
 ])
-def test_llama_cpps_empty_200_body_is_context_too_long(name, raw, headers):
+def test_llama_cpps_empty_200_body_is_context_too_long(name, raw, headers, transport):
     """llama-cpp-python answers a prompt over its context with HTTP 200 and no byte of body
     (/work/shared/wire/llama-cpp-python/direct-over-n_ctx-prompt.txt)."""
     with FakeUpstream() as fake, Records() as records:
         fake.push(Plan(raw=raw, headers=headers))
-        [(items, code)] = run(fake.base_url)
+        [(items, code)] = run(fake.base_url, transport=transport)
     assert items == [] and code == "context_too_long", name
     assert "empty body" in records.errors()[0]["problem"]
 

@@ -133,7 +133,7 @@ class OpenAICompatible:
             if mapped is None:
                 raise
             reported = True
-            if decoder.empty and isinstance(exc, httpx.RemoteProtocolError):
+            if decoder.empty and _closed_early(exc):
                 # The same empty answer, closed without the chunked terminator (as uvicorn
                 # closes a response whose app failed): still no byte of an answer.
                 raise self._failed(status, errors.context_too_long(), _exception_fields(exc, self._secret, "HTTP 200, then closed with an empty body")) from None
@@ -204,6 +204,16 @@ class OpenAICompatible:
 
 class _EmptyBody(Exception):
     """A 200 answer whose body ended before its first byte."""
+
+
+def _closed_early(exc: BaseException) -> bool:
+    """Whether a transport error says the server closed the body early (its framing was cut
+    off), not that the framing was malformed: httpx's transports and ours word it the same way
+    ("peer closed connection without sending complete message body")."""
+    if not isinstance(exc, httpx.RemoteProtocolError):
+        return False
+    text = str(exc)
+    return "complete message body" in text or "incomplete" in text
 
 
 def _exception_fields(exc: BaseException, secret: str | None, problem: str) -> dict[str, Any]:
