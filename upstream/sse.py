@@ -53,10 +53,14 @@ class LineDecoder:
         self._first = True
 
     def feed(self, chunk: bytes) -> list[str]:
-        if self._after_cr and chunk[:1] == b"\n":
-            chunk = chunk[1:]  # the LF of a CRLF whose CR ended the previous chunk
         if not chunk:
             return []
+        if self._after_cr:
+            self._after_cr = False
+            if chunk[:1] == b"\n":
+                chunk = chunk[1:]  # the LF of a CRLF whose CR ended the previous chunk
+                if not chunk:
+                    return []
         self._after_cr = chunk[-1:] == b"\r"
         if b"\r" in chunk:
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
