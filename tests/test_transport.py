@@ -474,3 +474,22 @@ def test_a_client_that_stops_reading_holds_about_64_kib_plus_a_frame_per_stream(
     assert grown_mib < 40, grown_mib
     assert all(s < 32 * 1024 * 1024 for s in streamed), streamed  # not read to the end: the upstream was held back
     assert sent_mid is not None and sum(sent_end) - sum(sent_mid) < 4 * 1024 * 1024, (sent_mid, sent_end)  # and stays held
+
+
+# -- one place configures the pool ---------------------------------------------------------
+
+def test_make_http_client_uses_our_transport_or_httpx_s_behind_a_proxy(monkeypatch):
+    from upstream.transport import KEEPALIVE_EXPIRY_SECONDS, make_http_client
+
+    for name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    client = make_http_client()
+    assert isinstance(client._transport, StreamingTransport)
+    asyncio.run(client.aclose())
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    client = make_http_client()
+    assert isinstance(client._transport, httpx.AsyncHTTPTransport)  # httpx's own, proxies mounted from the environment
+    pool = client._transport._pool
+    assert pool._keepalive_expiry == KEEPALIVE_EXPIRY_SECONDS  # the same pool settings as ours
+    asyncio.run(client.aclose())
