@@ -125,7 +125,7 @@ def test_chunked_body_bad_size_is_a_protocol_error(line):
         fetch_once(CHUNKED_HEAD + line + b"\r\nhello\r\n0\r\n\r\n")
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(st.lists(st.binary(min_size=1, max_size=40), max_size=6), st.lists(st.integers(1, 30), min_size=1, max_size=40),
        st.booleans())
 def test_chunked_body_any_framing_split_anywhere_is_reassembled(chunks, cuts, trailer):
