@@ -359,3 +359,23 @@ def test_the_reason_phrase_and_status_are_passed_on():
     assert (response.status_code, response.reason_phrase, response.headers["retry-after"], response.content) == (
         429, "Too Many Requests", "3", b"slow")
 
+
+
+def test_the_data_before_a_malformed_chunk_in_the_same_read_is_handed_out_first():
+    # One write, so one read: a good chunk, then a bad chunk-size line. The good bytes are the
+    # body's (they may hold a complete answer, `data: [DONE]`), so they come out, then the error.
+    async def handler(reader, writer, state):
+        await read_request(reader)
+        writer.write(CHUNKED + b"e\r\ndata: [DONE]\n\n\r\nzz\r\nnot a chunk")
+        await writer.drain()
+
+    async def check(url, state):
+        got = []
+        async with httpx.AsyncClient(transport=StreamingTransport()) as client:
+            async with client.stream("POST", url, content=b"{}") as response:
+                with pytest.raises(httpx.RemoteProtocolError):
+                    async for piece in response.aiter_raw():
+                        got.append(piece)
+        return got
+
+    assert asyncio.run(serving(handler, check)) == [b"data: [DONE]\n\n"]

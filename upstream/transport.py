@@ -357,37 +357,39 @@ class _ResponseStream(httpx.AsyncByteStream):
         next_event, NEED_DATA, Data = http.next_event, h11.NEED_DATA, h11.Data
         pieces: list[bytes] = []
         # One pass per network read: at a token per read, this loop is the token path.
-        try:
-            while True:
+        while True:
+            try:
                 event = next_event()
-                if type(event) is Data:
-                    pieces.append(event.data)
-                    continue
-                if pieces:
-                    # h11 hands out bytearrays; the byte stream's contract is bytes.
+            except h11.RemoteProtocolError as exc:
+                if pieces:  # what h11 decoded before the bad bytes is the body's, and comes first
                     yield bytes(pieces[0]) if len(pieces) == 1 else b"".join(pieces)
-                    pieces = []
-                if event is NEED_DATA:
+                raise httpx.RemoteProtocolError(str(exc), request=self._request) from None
+            if type(event) is Data:
+                pieces.append(event.data)
+                continue
+            if pieces:
+                # h11 hands out bytearrays; the byte stream's contract is bytes.
+                yield bytes(pieces[0]) if len(pieces) == 1 else b"".join(pieces)
+                pieces = []
+            if event is NEED_DATA:
+                if not conn.received:
+                    if conn.closed:
+                        if self._timed_out or conn.error is not None:
+                            raise self._ended_early(conn)
+                        http.receive_data(b"")  # a clean close: the end of an until-close body, or an error
+                        continue
+                    self._waiting_since = self._loop.time()
+                    while not conn.received and not conn.closed:
+                        await conn.wait()
+                    self._waiting_since = 0.0
                     if not conn.received:
-                        if conn.closed:
-                            if self._timed_out or conn.error is not None:
-                                raise self._ended_early(conn)
-                            http.receive_data(b"")  # a clean close: the end of an until-close body, or an error
-                            continue
-                        self._waiting_since = self._loop.time()
-                        while not conn.received and not conn.closed:
-                            await conn.wait()
-                        self._waiting_since = 0.0
-                        if not conn.received:
-                            continue
-                    http.receive_data(conn.take())
-                elif type(event) is h11.EndOfMessage:
-                    self._complete = True
-                    return
-                else:  # ConnectionClosed (after a complete until-close body h11 gives EndOfMessage first)
-                    raise httpx.RemoteProtocolError("the server closed the connection mid-response", request=self._request)
-        except h11.RemoteProtocolError as exc:
-            raise httpx.RemoteProtocolError(str(exc), request=self._request) from None
+                        continue
+                http.receive_data(conn.take())
+            elif type(event) is h11.EndOfMessage:
+                self._complete = True
+                return
+            else:  # ConnectionClosed (after a complete until-close body h11 gives EndOfMessage first)
+                raise httpx.RemoteProtocolError("the server closed the connection mid-response", request=self._request)
 
     async def aclose(self) -> None:
         if self._timer is not None:
