@@ -253,5 +253,5 @@ def test_reasoning_frames_arrive_one_per_delta_within_ms_of_the_upstream_emit(sh
     # Each frame left within a few ms of its upstream emit (generous bound for a loaded machine).
     lags = [frame_t - emit_t for (frame_t, _), (emit_t, _) in zip(reasoning, emits)]
     assert len(lags) == len(thinking)
-    assert max(lags) < 0.05, lags
+    assert max(lags) < 0.1, lags
     assert sorted(lags)[len(lags) // 2] < 0.02, lags
