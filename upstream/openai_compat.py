@@ -217,7 +217,10 @@ def _closed_early(exc: BaseException) -> bool:
 
 
 def _exception_fields(exc: BaseException, secret: str | None, problem: str) -> dict[str, Any]:
-    return {"problem": problem, "exception": type(exc).__name__, "upstream_message": redact(exc, secret)}
+    # The SDK's APIConnectionError says only "Connection error."; the httpx error it wraps says why.
+    cause = exc.__cause__ or exc.__context__
+    text = f"{exc}: {cause}" if cause is not None and str(cause) and str(cause) != str(exc) else str(exc)
+    return {"problem": problem, "exception": type(exc).__name__, "upstream_message": redact(text, secret)}
 
 
 def _body(response: httpx.Response) -> AsyncIterator[bytes]:
