@@ -68,9 +68,11 @@ def response_in_body() -> h11.Connection:
 
 def dechunk_each(chunks: list[bytes]) -> list[bytes]:
     """upstream/transport.py's per-read step (_ResponseStream.__aiter__): each network read
-    fed to h11, events taken until NEED_DATA, the Data bytes handed out."""
+    fed to h11, events taken until NEED_DATA (or until only a chunk's CRLF is left, which the
+    transport does not ask h11 about), the Data bytes handed out."""
     http = response_in_body()
     next_event, NEED_DATA, Data = http.next_event, h11.NEED_DATA, h11.Data
+    only_crlf = (b"\r\n", False)
     out = []
     for c in chunks:
         http.receive_data(c)
@@ -78,6 +80,8 @@ def dechunk_each(chunks: list[bytes]) -> list[bytes]:
         while (event := next_event()) is not NEED_DATA:
             if type(event) is Data:
                 pieces.append(event.data)
+                if event.chunk_end and http.trailing_data == only_crlf:
+                    break
         out.append(bytes(pieces[0]) if len(pieces) == 1 else b"".join(pieces))
     return out
 
@@ -114,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     def run_events() -> None:
         async def drain() -> None:
             request = AgentRequest(message="hi", scenario=None, history=(), mode="chat")
-            async for _ in Run(request, DeltaModel(deltas), "bench", 2048).events():  # type: ignore[arg-type]
+            # An output limit above the delta count: the local limit would end the run early.
+            async for _ in Run(request, DeltaModel(deltas), "bench", 10 * len(deltas)).events():  # type: ignore[arg-type]
                 pass
         asyncio.run(drain())
 
