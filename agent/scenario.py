@@ -166,7 +166,7 @@ def parse_json(text: str, max_bytes: int = MAX_SCENARIO_BYTES, max_depth: int = 
     except (RecursionError, ValueError, OverflowError, MemoryError, TypeError) as exc:
         # Belt and braces: the checks above should leave none of these reachable.
         raise InvalidScenario(f"not valid JSON ({type(exc).__name__})") from None
-    if _has_surrogate(value):
+    if has_lone_surrogate(value):
         raise InvalidScenario('it contains a lone surrogate escape such as "\\ud800" (not valid Unicode)')
     return value
 
@@ -187,7 +187,9 @@ def parse_json_array(text: str, max_bytes: int = MAX_SCENARIO_BYTES, max_depth: 
     return value
 
 
-def _has_surrogate(value: Any) -> bool:
+def has_lone_surrogate(value: Any) -> bool:
+    """True if any key or string in a JSON value holds an unpaired UTF-16 surrogate, which
+    UTF-8 cannot encode (a prompt, a log line or a frame would fail). Walked without recursion."""
     stack = [value]
     while stack:
         item = stack.pop()

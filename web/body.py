@@ -10,6 +10,7 @@ from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
 
+from agent.scenario import has_lone_surrogate
 from web.errors import ApiError
 
 # text/plain is accepted because fetch() sends a string body without a Content-Type
@@ -31,24 +32,6 @@ def _finite_float(text: str) -> float:
     if math.isinf(value):
         raise ValueError(f"the number {text[:20]} is out of range")
     return value
-
-
-def _lone_surrogate(value: Any) -> bool:
-    """True if any key or string in value holds an unpaired surrogate (walked without recursion)."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError:
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
 
 
 async def read_json(request: Request, max_bytes: int, timeout: float) -> Any:
@@ -90,6 +73,6 @@ async def read_json(request: Request, max_bytes: int, timeout: float) -> Any:
         raise ApiError(400, "invalid_json", "The body is not valid JSON: it is nested too deeply.") from None
     except ValueError as exc:
         raise ApiError(400, "invalid_json", f"The body is not valid JSON: {exc}.") from None
-    if _SURROGATE_ESCAPE.search(text) and _lone_surrogate(value):
+    if _SURROGATE_ESCAPE.search(text) and has_lone_surrogate(value):
         raise ApiError(400, "invalid_encoding", "The body holds an unpaired UTF-16 surrogate escape (\\uD800-\\uDFFF), which is not a Unicode character.")
     return value
