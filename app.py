@@ -47,11 +47,11 @@ from web.budget import TokenBudget
 from web.errors import ApiError, error_response
 from web.gate import AccessGuard, Gate
 from web.health import UpstreamHealth
+from web.lab import LabStreamResponse, lab_mode
 from web.limits import RateLimiter
 from web.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from web.metrics import Metrics
 from web.stream import BufferedRunResponse, EventStreamResponse, Outcome
-from web.lab import LabStreamResponse, lab_mode
 
 ROOT = Path(__file__).resolve().parent
 log = logging.getLogger("scenario_agent")
