@@ -67,6 +67,14 @@ def agent_error_codes() -> set[str]:
     return codes
 
 
+def _sent_as_valid(case: Any) -> bool:
+    """A negative case whose only breakage never reaches the wire: schemathesis adds a query
+    parameter with an empty list of values, which the HTTP client leaves out of the URL."""
+    query = case.query or {}
+    extra = {k: v for k, v in query.items() if k != "lab"}
+    return bool(extra) and all(v in ([], None) for v in extra.values()) and query.get("lab") in ("blocking", "accumulate", "buffer-4k", "gzip", None)
+
+
 def document() -> dict[str, Any]:
     return json.loads(DOC.read_text())
 
@@ -186,6 +194,8 @@ def test_fuzz(live: LiveApp, schema: Any, path: str, method: str, mode: Generati
         response = case.call(base_url=live.url, headers=AUTH, timeout=20)
         checks = CHECKS + ([negative_data_rejection] if mode == GenerationMode.NEGATIVE else [])
         case.validate_response(response, checks=checks, headers=AUTH)
+        if mode == GenerationMode.NEGATIVE and response.status_code == 200 and _sent_as_valid(case):
+            return  # e.g. an extra query parameter with no values: the client sends nothing of it
         statuses.append(response.status_code)
         assert response.status_code < 500
         assert header(response, "x-request-id")
