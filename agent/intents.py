@@ -1,9 +1,11 @@
 """Every intent in one table: its name, what the model is asked, and which block its answer carries.
 
-A new intent is one row here (plus, if it should be picked in `auto` mode, a rule in
-agent/route.py). The request's `mode` accepts `auto` or any name in the table; the run
-splits the answer into prose and a fenced block when `block` is set; the page's mode
-select is filled from `docs/openapi.json`, which a test keeps equal to `MODES`.
+A new intent is one row here, plus, if it should be picked in `auto` mode, a rule in
+agent/route.py, and an answer in the offline model (upstream/offline/). The request's `mode`
+accepts `auto` or any name in the table; the run splits the answer into prose and a fenced
+block when `block` is set. tests/test_events.py holds `docs/openapi.json`, the page's mode
+select (static/index.html) and static/main.js's list equal to `MODES`, so a row missing there
+fails a test.
 """
 
 from __future__ import annotations

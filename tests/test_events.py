@@ -59,3 +59,13 @@ def test_every_frame_is_one_event_line_and_one_data_line_carrying_its_type():
         head, data, blank = frame.split(b"\n", 2)
         assert head == b"event: " + event.type.encode() and blank == b"\n"
         assert json.loads(data[len(b"data: "):]) == event.to_dict()
+
+
+def test_the_page_offers_exactly_the_modes_of_the_intent_table():
+    html = (ROOT / "static" / "index.html").read_text()
+    select = re.search(r'<select[^>]*id="mode"[^>]*>(.*?)</select>', html, re.S)
+    assert select, "static/index.html has the mode select"
+    assert re.findall(r'<option value="([a-z_]+)"', select.group(1)) == list(MODES)
+    main = (ROOT / "static" / "main.js").read_text()
+    listed = re.search(r"const MODES = \[([^\]]*)\]", main)
+    assert listed and re.findall(r'"([a-z_]+)"', listed.group(1)) == list(MODES)
