@@ -27,7 +27,7 @@ from agent.prompts import Prompt, build_prompt, build_repair_prompt
 from agent.request import AgentRequest
 from agent.route import route
 from agent.scenario import InvalidScenario, described_diff, pick_block, requested_removals, validate_created, validate_modified
-from agent.splitter import CHAT, Splitter
+from agent.splitter import CHAT, Piece, Splitter
 
 log = logging.getLogger("scenario_agent.run")
 
@@ -112,14 +112,8 @@ class Run:
                                 yield Chat(item)  # type: ignore[arg-type]
                             else:
                                 answer.append(item)  # type: ignore[arg-type]
-                                for piece in splitter.feed(item):  # type: ignore[arg-type]
-                                    if piece[0] == CHAT:
-                                        yield Chat(piece[1])
-                                        continue
-                                    yield ScenarioDelta(piece[1])
-                                    if patch is not None and piece.block.info == "patch":  # type: ignore[union-attr]
-                                        for event in patch.feed(piece.block, piece[1]):
-                                            yield event
+                                for event in _events_of(splitter.feed(item), patch):  # type: ignore[arg-type]
+                                    yield event
                         elif cls is Thinking:
                             if self.first_reasoning_ms is None:
                                 self.first_reasoning_ms = self._ms()
@@ -161,14 +155,8 @@ class Run:
                     fsm.fire("complete")
                     yield self._done(finish.reason)
                     return
-                for piece in splitter.flush():
-                    if piece[0] == CHAT:
-                        yield Chat(piece[1])
-                        continue
-                    yield ScenarioDelta(piece[1])
-                    if patch is not None and piece.block is not None and piece.block.info == "patch":
-                        for event in patch.feed(piece.block, piece[1]):
-                            yield event
+                for event in _events_of(splitter.flush(), patch):
+                    yield event
                 try:
                     yield self._result(splitter, patch)
                 except _NoResult as exc:
@@ -257,6 +245,21 @@ class Run:
             "repairs": self.repairs,
             "duration_ms": self._ms(),
         }
+
+
+def _events_of(pieces: list[Piece], patch: _Patch | None) -> list[Event]:
+    """A modify/create delta's splitter pieces as events: prose as `chat`, block text as
+    `scenario_delta`, and, inside a patch block, each operation it completed as `scenario_patch`."""
+    out: list[Event] = []
+    for piece in pieces:
+        if piece[0] == CHAT:
+            out.append(Chat(piece[1]))
+            continue
+        out.append(ScenarioDelta(piece[1]))
+        block = piece.block
+        if patch is not None and block is not None and block.info == "patch":
+            out.extend(patch.feed(block, piece[1]))
+    return out
 
 
 class _NoResult(Exception):
