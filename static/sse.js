@@ -9,7 +9,7 @@
 // "\r" and its "\n", or in the middle of a frame.
 //
 // Nothing here touches the DOM or the network; api.js feeds it the chunks of
-// a fetch() body and app.js receives the parsed events.
+// a fetch() body and the page (conversation.js, through reducer.js) receives the parsed events.
 
 /**
  * Bytes -> text. Uses TextDecoder with {stream: true} so that a character

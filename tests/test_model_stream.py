@@ -1,4 +1,4 @@
-"""OpenAICompatible.stream over both upstream transports: agent/transport.py's, and httpx's
+"""OpenAICompatible.stream over both upstream transports: upstream/transport.py's (h11 framing), and httpx's
 own (what the app uses when a proxy variable is set). The same deltas, the same Finish and
 the same error codes from either, against the fake model server on loopback."""
 

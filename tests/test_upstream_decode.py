@@ -1,4 +1,4 @@
-"""Decoding an OpenAI-compatible stream into deltas (agent/llm.py ChatStreamDecoder)."""
+"""Decoding an OpenAI-compatible stream into deltas (upstream/decode.py: ChatStreamDecoder)."""
 
 import json
 
