@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import threading
 import time
 import uuid
 from typing import Any, Iterator
@@ -112,20 +111,9 @@ def test_half_sent_bodies_do_not_lock_anyone_out() -> None:
         status, _, frames = post_stream(server.url, BODY, timeout=10)
         assert status == 200 and assert_well_formed(frames) is None
         output = server.stdout_text() + server.stderr_text()
+        log = server.json_lines()
     assert "Traceback" not in output and "ClientDisconnect" not in output, output[-3000:]
-    assert len([line for line in server_lines(output) if line.get("error_code") == "body_timeout"]) == 100
-
-
-def server_lines(output: str) -> list[dict[str, Any]]:
-    lines = []
-    for line in output.splitlines():
-        try:
-            value = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            lines.append(value)
-    return lines
+    assert len([line for line in log if line.get("error_code") == "body_timeout"]) == 100
 
 
 def test_bodies_that_finish_together_cannot_all_take_a_slot() -> None:

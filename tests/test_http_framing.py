@@ -14,37 +14,8 @@ import time
 import httpx
 import pytest
 
+from tests.support.raw_server import read_request, serve
 from upstream.transport import MAX_INCOMPLETE_EVENT_BYTES, StreamingTransport
-
-
-async def read_request(reader: asyncio.StreamReader) -> bytes:
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n"):
-        if line.lower().startswith(b"content-length:"):
-            length = int(line.split(b":")[1])
-    return head + await reader.readexactly(length)
-
-
-async def serving(handler, check):
-    """Run `check(url, state)` against a loopback server whose connections run `handler(reader, writer, state)`."""
-    state: dict = {"connections": 0, "requests": 0}
-
-    async def on_connect(reader, writer):
-        state["connections"] += 1
-        try:
-            await handler(reader, writer, state)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        return await check(f"http://127.0.0.1:{port}", state)
-    finally:
-        server.close()
 
 
 def answering(response: bytes):
@@ -52,8 +23,7 @@ def answering(response: bytes):
 
     async def handler(reader, writer, state):
         while True:
-            await read_request(reader)
-            state["requests"] += 1
+            state["requests"].append(await read_request(reader))
             writer.write(response)
             await writer.drain()
 
@@ -72,7 +42,7 @@ def exchange(response: bytes, requests: int = 1, timeout: httpx.Timeout | None =
         async with httpx.AsyncClient(transport=StreamingTransport(), timeout=timeout or httpx.Timeout(5)) as client:
             return [await post(client, url) for _ in range(requests)], state
 
-    return asyncio.run(serving(answering(response), check))
+    return asyncio.run(serve(answering(response))(check))
 
 
 CHUNKED = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
@@ -162,7 +132,7 @@ def test_an_http_1_0_body_without_length_ends_at_close():
         async with httpx.AsyncClient(transport=StreamingTransport()) as client:
             return (await post(client, url)).content
 
-    assert asyncio.run(serving(handler, check)) == b"until the end"
+    assert asyncio.run(serve(handler)(check)) == b"until the end"
 
 
 def test_a_server_announced_keep_alive_timeout_expires_the_connection_before_it():
@@ -178,7 +148,7 @@ def test_a_server_announced_keep_alive_timeout_expires_the_connection_before_it(
             return reused, state["connections"]
 
     response = b"HTTP/1.1 200 OK\r\nkeep-alive: timeout=2\r\ncontent-length: 2\r\n\r\nok"
-    assert asyncio.run(serving(answering(response), check)) == (1, 2)
+    assert asyncio.run(serve(answering(response))(check)) == (1, 2)
 
 
 # -- bounds on what h11 buffers -----------------------------------------------------------
@@ -211,7 +181,7 @@ def test_sixty_megabytes_of_chunk_extension_are_refused_fast_with_bounded_memory
             return state.get("sent", 0)
 
     rss0, cpu0, t0 = _vm_rss_kib(), time.process_time(), time.monotonic()
-    sent = asyncio.run(serving(handler, check))
+    sent = asyncio.run(serve(handler)(check))
     cpu, elapsed, grown_mib = time.process_time() - cpu0, time.monotonic() - t0, (_vm_rss_kib() - rss0) / 1024
     assert elapsed < 3 and cpu < 1.5, (elapsed, cpu)
     assert sent < 16 * 1024 * 1024  # refused after the bound, not read to the end (kernel buffers hold a few MB)
@@ -236,12 +206,10 @@ def test_a_post_is_never_resent_by_the_transport_when_a_reused_connection_closes
     # connection and closes without answering. The transport raises; it does not send
     # the POST again (retrying is the SDK's decision, and it counts its own retries).
     async def handler(reader, writer, state):
-        await read_request(reader)
-        state["requests"] += 1
+        state["requests"].append(await read_request(reader))
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
         await writer.drain()
-        await read_request(reader)
-        state["requests"] += 1
+        state["requests"].append(await read_request(reader))
         # ...and close.
 
     async def check(url, state):
@@ -250,15 +218,14 @@ def test_a_post_is_never_resent_by_the_transport_when_a_reused_connection_closes
             with pytest.raises(httpx.RemoteProtocolError):
                 await post(client, url)
             await asyncio.sleep(0.2)  # a resend would have arrived by now
-            return first.content, state["requests"], state["connections"]
+            return first.content, len(state["requests"]), state["connections"]
 
-    assert asyncio.run(serving(handler, check)) == (b"ok", 2, 1)
+    assert asyncio.run(serve(handler)(check)) == (b"ok", 2, 1)
 
 
 def test_a_pooled_connection_the_server_already_closed_is_not_handed_out():
     async def handler(reader, writer, state):
-        await read_request(reader)
-        state["requests"] += 1
+        state["requests"].append(await read_request(reader))
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
         await writer.drain()  # ...and close, as a server whose keep-alive timer ran out
 
@@ -267,9 +234,9 @@ def test_a_pooled_connection_the_server_already_closed_is_not_handed_out():
             first = await post(client, url)
             await asyncio.sleep(0.1)
             second = await post(client, url)
-            return first.content, second.content, state["requests"], state["connections"]
+            return first.content, second.content, len(state["requests"]), state["connections"]
 
-    assert asyncio.run(serving(handler, check)) == (b"ok", b"ok", 2, 2)
+    assert asyncio.run(serve(handler)(check)) == (b"ok", b"ok", 2, 2)
 
 
 # -- timing: silence, backpressure, the head deadline ---------------------------------------
@@ -301,7 +268,7 @@ def test_backpressure_from_a_slow_consumer_is_not_upstream_silence():
                         await asyncio.sleep(0.5)
                 return b"".join(got)
 
-    assert asyncio.run(serving(handler, check)) == b"".join(b"tok%02d" % i for i in range(count))
+    assert asyncio.run(serve(handler)(check)) == b"".join(b"tok%02d" % i for i in range(count))
 
 
 def test_silence_while_waiting_is_still_a_read_timeout_after_a_slow_consumer():
@@ -322,7 +289,7 @@ def test_silence_while_waiting_is_still_a_read_timeout_after_a_slow_consumer():
                     await chunks.__anext__()
                 return first, time.monotonic() - t0
 
-    first, waited = asyncio.run(serving(handler, check))
+    first, waited = asyncio.run(serve(handler)(check))
     assert first == b"a" and 0.25 < waited < 1.5, waited
 
 
@@ -344,7 +311,7 @@ def test_a_flood_of_1xx_responses_does_not_outlive_the_read_timeout():
                 await post(client, url)
             return time.monotonic() - t0
 
-    elapsed = asyncio.run(serving(handler, check))
+    elapsed = asyncio.run(serve(handler)(check))
     assert 0.4 < elapsed < 1.5, elapsed
 
 
@@ -378,4 +345,4 @@ def test_the_data_before_a_malformed_chunk_in_the_same_read_is_handed_out_first(
                         got.append(piece)
         return got
 
-    assert asyncio.run(serving(handler, check)) == [b"data: [DONE]\n\n"]
+    assert asyncio.run(serve(handler)(check)) == [b"data: [DONE]\n\n"]

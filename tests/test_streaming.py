@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.conftest import upstream_env
-from tests.support.servers import BUFFERED_PATH, STREAM_PATH, LiveApp, Plan, iter_frames, parse_frames
+from tests.support.servers import BUFFERED_PATH, STREAM_PATH, LiveApp, Plan, iter_frames
 
 SCENARIO = {"title": "Harbor Drill", "summary": "s", "roles": [{"name": "Captain", "description": "leads"}], "x-extra": 1}
 

@@ -22,43 +22,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.support.raw_server import read_request, serve
 from upstream.transport import StreamingTransport
 
-Handler = "Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]"
-
-
-async def read_request(reader: asyncio.StreamReader) -> bytes:
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n"):
-        if line.lower().startswith(b"content-length:"):
-            length = int(line.split(b":")[1])
-    return head + await reader.readexactly(length)
-
-
-def serve(handler, tls: ssl.SSLContext | None = None):
-    """Run `check(base_url, state)` against a server whose connections run `handler`."""
-
-    async def run(check):
-        state = {"connections": 0, "requests": []}
-
-        async def on_connect(reader, writer):
-            state["connections"] += 1
-            try:
-                await handler(reader, writer, state)
-            except (ConnectionError, asyncio.IncompleteReadError):
-                pass
-            finally:
-                writer.close()
-
-        server = await asyncio.start_server(on_connect, "127.0.0.1", 0, ssl=tls)
-        port = server.sockets[0].getsockname()[1]
-        try:
-            return await check(f"{'https' if tls else 'http'}://127.0.0.1:{port}", state)
-        finally:
-            server.close()
-
-    return run
 
 
 def chunked_server(pieces: list[bytes], keep_alive: bool = True):
