@@ -80,7 +80,7 @@ def dechunk_each(chunks: list[bytes]) -> list[bytes]:
         while (event := next_event()) is not NEED_DATA:
             if type(event) is Data:
                 pieces.append(event.data)
-                if event.chunk_end and http.trailing_data == only_crlf:
+                if event.chunk_end and len(event.data) + c.find(b"\r\n") + 4 == len(c) and http.trailing_data == only_crlf:
                     break
         out.append(bytes(pieces[0]) if len(pieces) == 1 else b"".join(pieces))
     return out
