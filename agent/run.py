@@ -92,6 +92,8 @@ class Run:
             block_kind = INTENTS[self.intent].block
             prompt = build_prompt(self.intent, req.message, req.scenario, req.history)
             limit = self.max_output_tokens
+            # Past these, the upstream ignored MAX_OUTPUT_TOKENS: the answer is cut off here.
+            max_deltas, max_chars = limit + _LIMIT_SLACK_DELTAS, limit * _CHARS_PER_TOKEN_CEILING
             while True:  # one pass per model answer: the first, then each repair round
                 fsm.fire("open")
                 splitter = Splitter() if block_kind is not None else None
@@ -127,9 +129,8 @@ class Run:
                             continue
                         deltas += 1
                         chars += len(item)  # type: ignore[arg-type]
-                        if deltas > limit + _LIMIT_SLACK_DELTAS or chars > limit * _CHARS_PER_TOKEN_CEILING:
-                            # Past MAX_OUTPUT_TOKENS: the upstream ignored it. Stop here, as it should have.
-                            finish = Finish("length", None)
+                        if deltas > max_deltas or chars > max_chars:
+                            finish = Finish("length", None)  # stop here, as the upstream should have
                             break
                 except errors.AgentError as exc:
                     error = exc
