@@ -31,6 +31,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tests.support.harness import assert_well_formed
+from web.lab import MODES as LAB_MODES
 from tests.support.servers import LiveApp, parse_frames
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,7 +73,7 @@ def _sent_as_valid(case: Any) -> bool:
     parameter with an empty list of values, which the HTTP client leaves out of the URL."""
     query = case.query or {}
     extra = {k: v for k, v in query.items() if k != "lab"}
-    return bool(extra) and all(v in ([], None) for v in extra.values()) and query.get("lab") in ("blocking", "accumulate", "buffer-4k", "gzip", None)
+    return bool(extra) and all(v in ([], None) for v in extra.values()) and query.get("lab") in (*LAB_MODES, None)
 
 
 def document() -> dict[str, Any]:

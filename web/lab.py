@@ -33,7 +33,7 @@ from agent import errors
 from agent.events import Chat, Event, Start, encode
 from agent.run import Run
 from web.errors import ApiError
-from web.stream import STREAM_HEADERS, Outcome
+from web.stream import STREAM_HEADERS, Outcome, settle, wait_disconnect
 
 BUFFER_BYTES = 4096
 
@@ -155,11 +155,6 @@ def lab_mode(query_string: bytes) -> str | None:
     raise ApiError(422, "invalid_lab_mode", f"'lab' must be one of: {', '.join(MODES)} (given: {', '.join(values)!r}).", field="lab")
 
 
-async def _wait_disconnect(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-
-
 class LabStreamResponse:
     """The run through `SINKS[mode]`. Same contract as EventStreamResponse: the run and its
     upstream are closed whatever ends the response (`events.aclose()` in a finally), and
@@ -182,7 +177,7 @@ class LabStreamResponse:
         outcome = Outcome.DISCONNECTED
         try:
             writer = asyncio.create_task(self._write(send))
-            listener = asyncio.create_task(_wait_disconnect(receive))
+            listener = asyncio.create_task(wait_disconnect(receive))
             stopper = asyncio.create_task(self.shutdown.wait())
             tasks = {writer, listener, stopper}
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -191,9 +186,7 @@ class LabStreamResponse:
             elif listener not in done:
                 outcome = Outcome.SHUTDOWN
                 self.run.stop_code = "server_shutdown"  # before the writer's cancel closes the run
-            for task in tasks - done:
-                task.cancel()
-            await asyncio.gather(*(tasks - done), return_exceptions=True)
+            await settle(tasks - done)
             if outcome == Outcome.COMPLETE and writer.result():  # re-raises a failure of the writer itself
                 outcome = Outcome.SEND_TIMEOUT
             elif outcome == Outcome.SHUTDOWN:

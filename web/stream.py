@@ -36,12 +36,14 @@ STREAM_HEADERS = [
 ]
 
 
-async def _wait_disconnect(receive: Receive) -> None:
+async def wait_disconnect(receive: Receive) -> None:
+    """Returns when the client has gone (`http.disconnect`); other messages are ignored."""
     while (await receive())["type"] != "http.disconnect":
         pass
 
 
-async def _settle(tasks: set[asyncio.Task]) -> None:
+async def settle(tasks: set[asyncio.Task]) -> None:
+    """Cancel the tasks still running and wait until they have all ended."""
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -76,7 +78,7 @@ class EventStreamResponse:
                 outcome = watcher.result()
                 if outcome == Outcome.SHUTDOWN:
                     self.run.stop_code = "server_shutdown"
-            await _settle({writer, watcher} - done)
+            await settle({writer, watcher} - done)
             if outcome == Outcome.COMPLETE:
                 writer.result()  # re-raise a failure of the writer itself
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -114,7 +116,7 @@ class EventStreamResponse:
         while True:
             try:
                 async with asyncio.timeout(tick):
-                    await _wait_disconnect(receive)
+                    await wait_disconnect(receive)
                 return Outcome.DISCONNECTED
             except TimeoutError:
                 pass
@@ -202,7 +204,7 @@ class BufferedRunResponse:
         outcome = Outcome.DISCONNECTED
         try:
             collector = asyncio.create_task(collect(self.run))
-            listener = asyncio.create_task(_wait_disconnect(receive))
+            listener = asyncio.create_task(wait_disconnect(receive))
             stopper = asyncio.create_task(self.shutdown.wait())
             done, _ = await asyncio.wait({collector, listener, stopper}, return_when=asyncio.FIRST_COMPLETED)
             if collector in done:
@@ -210,7 +212,7 @@ class BufferedRunResponse:
             elif stopper in done:
                 outcome = Outcome.SHUTDOWN
                 self.run.stop_code = "server_shutdown"
-            await _settle({collector, listener, stopper} - done)
+            await settle({collector, listener, stopper} - done)
             if outcome == Outcome.COMPLETE:
                 status, body, headers = collector.result()
             elif outcome == Outcome.SHUTDOWN:
