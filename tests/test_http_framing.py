@@ -346,3 +346,219 @@ def test_the_data_before_a_malformed_chunk_in_the_same_read_is_handed_out_first(
         return got
 
     assert asyncio.run(serve(handler)(check)) == [b"data: [DONE]\n\n"]
+
+
+# -- the whole-chunk shortcut (upstream/transport.py: whole_chunk, _show_h11) -------------------
+#
+# Between chunks, a read that is exactly one plain chunk is handed out without h11, and h11 is
+# told of those bytes before it reads anything else. These check that the shortcut accepts only
+# what h11 accepts, gives the same bytes and leaves h11 where it would have been.
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+import h11  # noqa: E402
+
+from upstream.transport import _Connection, _ResponseStream, whole_chunk  # noqa: E402
+
+
+@pytest.mark.parametrize("read, data", [
+    (b"5\r\nhello\r\n", b"hello"),
+    (b"000A\r\n0123456789\r\n", b"0123456789"),
+    (b"fffffff\r\n", None),  # a size line alone
+    (b"5\r\nhello\r\n0\r\n\r\n", None),  # more than one chunk
+    (b"5\r\nhel", None),  # less than one
+    (b"5;ext=1\r\nhello\r\n", None),  # an extension: h11's
+    (b"0\r\n\r\n", None),  # the last chunk: h11's
+    (b"5\r\nhelloXY", None),  # no CRLF after the data
+    (b"0x5\r\nhello\r\n", None), (b"+5\r\nhello\r\n", None), (b" 5\r\nhello\r\n", None),
+    (b"5 \r\nhello\r\n", None), (b"-5\r\nhello\r\n", None), (b"1_0\r\n" + b"a" * 16 + b"\r\n", None),
+    (b"\r\nhello\r\n", None), (b"12345678\r\n", None),  # no size; 8 digits (past the bound)
+])
+def test_whole_chunk_takes_exactly_one_plain_chunk(read, data):
+    assert whole_chunk(read) == data
+
+
+class FakeSocket(asyncio.Transport):
+    """What _Connection needs of its transport, with nothing on the other side."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.aborted = False
+
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...
+    def is_closing(self) -> bool: return self.aborted
+    def abort(self) -> None: self.aborted = True
+
+
+class CountingConnection(h11.Connection):
+    """An h11 client connection that counts its next_event calls."""
+
+    def __init__(self) -> None:
+        super().__init__(h11.CLIENT, max_incomplete_event_size=MAX_INCOMPLETE_EVENT_BYTES)
+        self.next_events = 0
+
+    def next_event(self):  # type: ignore[no-untyped-def]
+        self.next_events += 1
+        return super().next_event()
+
+
+def in_body(http: h11.Connection) -> h11.Connection:
+    http.send(h11.Request(method="POST", target="/", headers=[("host", "x"), ("content-length", "0")]))
+    http.send(h11.EndOfMessage())
+    http.receive_data(CHUNKED)
+    assert type(http.next_event()) is h11.Response
+    return http
+
+
+def through_transport(reads: list[bytes], http: h11.Connection | None = None) -> tuple[bytes, str, h11.Connection]:
+    """The body the transport hands out for these exact network reads, then a clean close:
+    (bytes, "complete" or "error", its h11 connection)."""
+
+    async def run():
+        loop = asyncio.get_running_loop()
+        conn = _Connection(loop)
+        conn.connection_made(FakeSocket())
+        conn.http = in_body(http or h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_INCOMPLETE_EVENT_BYTES))
+        stream = _ResponseStream(StreamingTransport(), ("http", "x", 80), conn, httpx.Request("POST", "http://x/"), None)
+        got: list[bytes] = []
+
+        async def read_body() -> str:
+            try:
+                async for piece in stream:
+                    got.append(piece)
+            except httpx.RemoteProtocolError:
+                return "error"
+            return "complete"
+
+        reader = asyncio.create_task(read_body())
+        for read in reads + [None]:
+            for _ in range(100):  # each read alone: until the reader waits for the next (or is done)
+                if reader.done() or conn._waiter is not None:
+                    break
+                await asyncio.sleep(0)
+            if reader.done():
+                break
+            conn.data_received(read) if read is not None else conn.eof_received()
+        return b"".join(got), await reader, conn.http
+
+    return asyncio.run(run())
+
+
+def through_h11(reads: list[bytes]) -> tuple[bytes, str]:
+    """The same reads, with h11 alone reading every byte."""
+    http = in_body(h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_INCOMPLETE_EVENT_BYTES))
+    got = []
+    try:
+        for read in reads + [b""]:
+            http.receive_data(read)
+            while (event := http.next_event()) is not h11.NEED_DATA:
+                if type(event) is h11.EndOfMessage:
+                    return b"".join(got), "complete"
+                got.append(bytes(event.data))
+    except h11.RemoteProtocolError:
+        return b"".join(got), "error"
+    raise AssertionError("h11 neither ended the body nor refused it")
+
+
+def plain(data: bytes, digits: str = "%x") -> bytes:
+    return (digits % len(data)).encode() + b"\r\n" + data + b"\r\n"
+
+
+PIECES = st.one_of(
+    st.binary(min_size=1, max_size=30).map(plain),
+    st.binary(min_size=1, max_size=30).map(lambda d: plain(d, "%04X")),
+    st.binary(min_size=1, max_size=30).map(lambda d: b"%x;name=value\r\n%s\r\n" % (len(d), d)),
+    st.sampled_from([b"0x5\r\nhello\r\n", b"+5\r\nhello\r\n", b" 5\r\nhello\r\n", b"1_0\r\n" + b"a" * 16 + b"\r\n",
+                     b"5\r\nhelloXY", b"zz\r\n", b"5\r\nhel", b"lo\r\n", b"\r\n"]),
+    st.sampled_from([b"0\r\n\r\n", b"0\r\nx-trailer: 1\r\n\r\n", b"0\r\n\r\nafter the end"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(PIECES, max_size=12), st.lists(st.integers(0, 3), max_size=12), st.data())
+def test_the_shortcut_and_h11_alone_agree_on_any_reads(pieces, merges, data):
+    # Reads are mostly whole pieces (what makes the shortcut run), some merged with the next,
+    # some cut in two.
+    reads, i = [], 0
+    for merge in merges + [0] * len(pieces):
+        if i >= len(pieces):
+            break
+        read = b"".join(pieces[i:i + 1 + (merge == 3)])
+        i += 1 + (merge == 3)
+        if merge == 2 and len(read) > 1:
+            cut = data.draw(st.integers(1, len(read) - 1))
+            reads += [read[:cut], read[cut:]]
+        else:
+            reads.append(read)
+    body, outcome, http = through_transport(reads)
+    assert (body, outcome) == through_h11(reads)
+    if outcome == "complete":
+        assert http.their_state is h11.DONE  # h11 was told of every byte: the connection can be pooled
+
+
+def test_plain_chunks_after_the_first_are_read_without_an_h11_event_each():
+    # The first chunk goes through h11 (it shows the body is chunked); the next 200, one read
+    # each, are handed out as they are; the last chunk is h11's again.
+    chunks = [b"data: token %d\n\n" % i for i in range(201)]
+    http = CountingConnection()
+    body, outcome, _ = through_transport([plain(c) for c in chunks] + [b"0\r\n\r\n"], http)
+    assert (body, outcome) == (b"".join(chunks), "complete")
+    assert http.their_state is h11.DONE
+    assert http.next_events <= 6, http.next_events  # was about 2 per chunk: 400
+
+
+def test_many_plain_chunks_are_shown_to_h11_in_bounded_steps():
+    # 3 MB through the shortcut in 48 KiB chunks: h11 is told of them at least every 64 KiB
+    # or so, never as one 3 MB chunk of zeros at the end.
+    chunk = b"z" * (48 * 1024)
+    http = CountingConnection()
+    body, outcome, _ = through_transport([plain(chunk)] * 64 + [b"0\r\n\r\n"], http)
+    assert (len(body), outcome) == (64 * len(chunk), "complete")
+    assert 30 <= http.next_events <= 40, http.next_events
+
+
+@pytest.mark.parametrize("size", [b"0x1f", b"+1f", b" 1f", b"-1f", b"1_f"])
+def test_a_bad_chunk_size_after_plain_chunks_is_refused_over_the_wire(size):
+    # The same RFC cases, arriving where the shortcut looks: each chunk in its own write.
+    async def handler(reader, writer, state):
+        await read_request(reader)
+        writer.write(CHUNKED + plain(b"one"))
+        for piece in (plain(b"two"), plain(b"three"), size + b"\r\n" + b"a" * 31 + b"\r\n", b"0\r\n\r\n"):
+            await writer.drain()
+            await asyncio.sleep(0.02)
+            writer.write(piece)
+        await writer.drain()
+
+    async def check(url, state):
+        got = []
+        async with httpx.AsyncClient(transport=StreamingTransport()) as client:
+            async with client.stream("POST", url, content=b"{}") as response:
+                with pytest.raises(httpx.RemoteProtocolError):
+                    async for piece in response.aiter_raw():
+                        got.append(piece)
+        return got
+
+    assert asyncio.run(serve(handler)(check)) == [b"one", b"two", b"three"]
+
+
+def test_a_body_read_through_the_shortcut_leaves_the_connection_reusable():
+    async def handler(reader, writer, state):
+        while True:
+            state["requests"].append(await read_request(reader))
+            writer.write(CHUNKED + plain(b"first"))
+            for i in range(5):
+                await writer.drain()
+                await asyncio.sleep(0.01)
+                writer.write(plain(b"token %d " % i))
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+
+    async def check(url, state):
+        async with httpx.AsyncClient(transport=StreamingTransport()) as client:
+            return [(await post(client, url)).content for _ in range(3)], state
+
+    bodies, state = asyncio.run(serve(handler)(check))
+    assert bodies == [b"first" + b"".join(b"token %d " % i for i in range(5))] * 3
+    assert (state["connections"], len(state["requests"])) == (1, 3)

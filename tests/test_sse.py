@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.events import PING, Chat, Done, Start, encode, encode_generic
-from upstream.sse import EventDecoder, LineDecoder, ServerSentEvent
+from upstream.sse import EventDataDecoder, EventDecoder, LineDecoder, ServerSentEvent
 
 
 def decode(chunks: list[bytes]) -> list[ServerSentEvent]:
@@ -111,3 +111,44 @@ def test_any_chunking_gives_the_same_lines(pieces, data):
         return out + decoder.flush()
 
     assert lines(chunks) == lines([raw])
+
+
+# -- EventDataDecoder: the two stages, with the shortcut for a read that is one data event ----------
+
+SSE_PIECES = [b"data: a\n\n", b'data: {"x":1}\n\n', b"data: \n\n", b"data:b\n\n", b"data: a\n", b"data: a\r\n\r\n",
+              b"event: e\n", b"id: 7\n", b"retry: 5\n", b": ping\n\n", b"\n", b"\r", "data: é\n\n".encode(),
+              b"\xef\xbb\xbfdata: bom\n\n", b"data: a\ndata: b\n\n", b"x" * 30]
+
+
+@settings(max_examples=400)
+@given(st.lists(st.sampled_from(SSE_PIECES), max_size=30), st.lists(st.integers(0, 3), max_size=30), st.data())
+def test_event_data_decoder_gives_what_the_two_stages_give_on_any_reads(pieces, merges, data):
+    # Reads mostly whole pieces (what the shortcut looks for), some merged, some cut.
+    reads, i = [], 0
+    for merge in merges + [0] * len(pieces):
+        if i >= len(pieces):
+            break
+        read = b"".join(pieces[i:i + 1 + (merge == 3)])
+        i += 1 + (merge == 3)
+        if merge == 2 and len(read) > 1:
+            cut = data.draw(st.integers(1, len(read) - 1))
+            reads += [read[:cut], read[cut:]]
+        else:
+            reads.append(read)
+    stages = [event.data for event in decode(reads)]
+    decoder = EventDataDecoder()
+    got = [text for read in reads for text in decoder.feed(read)]
+    # `decode` also flushes an unterminated last line, which dispatches nothing on its own.
+    assert got == stages
+
+
+def test_event_data_decoder_takes_the_usual_read_without_the_stages():
+    decoder = EventDataDecoder()
+    assert decoder.feed(b"data: first\n\n") == ["first"]  # the first read: the stages (a BOM may lead)
+    decoder.lines.feed = decoder.events.decode = None  # the stages are not called for the usual read
+    assert decoder.feed(b'data: {"choices":[]}\n\n') == ['{"choices":[]}']
+    decoder.lines, decoder.events = LineDecoder(), EventDecoder()
+    decoder.lines.feed(b"data: warm\n\n")  # past the start
+    assert decoder.lines.idle and decoder.events.idle
+    assert decoder.feed(b"event: x\n") == [] and not decoder.events.idle  # a field waits: the stages again
+    assert decoder.feed(b"data: y\n\n") == ["y"] and decoder.events.idle

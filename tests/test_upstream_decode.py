@@ -105,3 +105,15 @@ def test_keep_alive_comments_anywhere():
     raw = b": OPENROUTER PROCESSING\n\n" + wire(chunk("a")) + b": ping - 2026-12-01 21:36:31.601766+00:00\n\n" + wire(chunk("b"), b"[DONE]")
     for size in (0, 3):
         assert collect(raw, size)[0] == ["a", "b", Finish("stop", None)]
+
+
+def test_non_ascii_deltas_pass_as_they_are_and_a_lone_surrogate_escape_is_replaced():
+    # Each read one chunk, as from the network: the hot path takes non-ASCII text straight when
+    # the JSON has no \u escape (UTF-8 text holds no lone surrogate); an escape is checked.
+    decoder = ChatStreamDecoder()
+    reads = [wire(chunk("⟦1⟧ é")), b'data: {"choices":[{"delta":{"content":"\xc3\xa9\\ud800"}}]}\n\n',
+             b'data: {"choices":[{"delta":{"content":"\\ud83d\\ude00 ok"}}]}\n\n', wire(chunk(finish="stop")), b"data: [DONE]\n\n"]
+    out = [item for read in reads for item in decoder.feed(read)]
+    assert out[:3] == ["⟦1⟧ é", "é" + "\ufffd" * 3, "\U0001F600 ok"]  # the surrogate's 3 UTF-8 bytes, each replaced
+    assert all(isinstance(item, str) and item.encode("utf-8") for item in out[:3])
+    assert decoder.error is None and decoder.done

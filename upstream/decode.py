@@ -25,7 +25,7 @@ from typing import Any
 from agent import errors
 from agent.model import Finish, Thinking
 from upstream.errors import payload_error
-from upstream.sse import EventDecoder, LineDecoder, StreamTooLarge
+from upstream.sse import EventDataDecoder, StreamTooLarge
 from upstream.think import REASONING, ThinkSplitter
 
 # No frame downstream carries more text than this (characters): a server that sends a
@@ -61,8 +61,7 @@ class ChatStreamDecoder:
     """
 
     def __init__(self) -> None:
-        self._lines = LineDecoder()
-        self._events = EventDecoder()
+        self._sse = EventDataDecoder()
         self._reason = "stop"
         self._usage: dict[str, Any] | None = None
         # Inline <think> is looked for until the content shows it is not there (usually its
@@ -80,13 +79,8 @@ class ChatStreamDecoder:
             return out
         if chunk and self.empty:
             self.empty = False
-        decode = self._events.decode
         try:
-            for line in self._lines.feed(chunk):
-                event = decode(line)
-                if event is None:
-                    continue
-                data = event.data
+            for data in self._sse.feed(chunk):
                 if data == "[DONE]":
                     if self._think is not None:
                         self._pieces(self._think.flush(), out)
@@ -126,8 +120,10 @@ class ChatStreamDecoder:
                         continue
                     if self._think is not None:
                         self._inline(content, out)
-                    elif len(content) <= MAX_DELTA_CHARS and content.isascii():
-                        out.append(content)  # the hot path: one plain delta
+                    elif len(content) <= MAX_DELTA_CHARS and (content.isascii() or "\\u" not in data):
+                        # The hot path: one delta, well-formed. Text decoded from UTF-8 holds no
+                        # lone surrogate; only a JSON `\\u` escape can make one (_well_formed).
+                        out.append(content)
                     else:
                         _append(out, content, str)
                 elif content is not None:
