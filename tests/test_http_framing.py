@@ -1,7 +1,8 @@
 """upstream/transport.py against RFC 9112, byte by byte: each case from issue 10's review.
 
 Every test runs a raw asyncio server on loopback that writes exact bytes, and an
-httpx.AsyncClient on the transport. Framing is h11's; what these check is that the
+httpx.AsyncClient on the transport (the shortcut's property test, last, feeds exact network
+reads to the transport's connection object instead: a socket cannot keep read boundaries). Framing is h11's; what these check is that the
 transport passes h11's verdicts on as httpx errors, keeps what h11 keeps, and adds the
 bounds and timing rules of its own (no resend, head deadline, backpressure is not silence).
 """
@@ -11,11 +12,15 @@ from __future__ import annotations
 import asyncio
 import time
 
+import h11
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.support.raw_server import read_request, serve
-from upstream.transport import MAX_INCOMPLETE_EVENT_BYTES, StreamingTransport
+from tests.support.reads import as_reads
+from upstream.transport import MAX_INCOMPLETE_EVENT_BYTES, StreamingTransport, _Connection, _ResponseStream, whole_chunk
 
 
 def answering(response: bytes):
@@ -43,6 +48,21 @@ def exchange(response: bytes, requests: int = 1, timeout: httpx.Timeout | None =
             return [await post(client, url) for _ in range(requests)], state
 
     return asyncio.run(serve(answering(response))(check))
+
+
+def body_until_protocol_error(handler) -> list[bytes]:
+    """The pieces of a streamed POST's body read until the RemoteProtocolError it must end in."""
+
+    async def check(url, state):
+        got = []
+        async with httpx.AsyncClient(transport=StreamingTransport()) as client:
+            async with client.stream("POST", url, content=b"{}") as response:
+                with pytest.raises(httpx.RemoteProtocolError):
+                    async for piece in response.aiter_raw():
+                        got.append(piece)
+        return got
+
+    return asyncio.run(serve(handler)(check))
 
 
 CHUNKED = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
@@ -336,16 +356,7 @@ def test_the_data_before_a_malformed_chunk_in_the_same_read_is_handed_out_first(
         writer.write(CHUNKED + b"e\r\ndata: [DONE]\n\n\r\nzz\r\nnot a chunk")
         await writer.drain()
 
-    async def check(url, state):
-        got = []
-        async with httpx.AsyncClient(transport=StreamingTransport()) as client:
-            async with client.stream("POST", url, content=b"{}") as response:
-                with pytest.raises(httpx.RemoteProtocolError):
-                    async for piece in response.aiter_raw():
-                        got.append(piece)
-        return got
-
-    assert asyncio.run(serve(handler)(check)) == [b"data: [DONE]\n\n"]
+    assert body_until_protocol_error(handler) == [b"data: [DONE]\n\n"]
 
 
 # -- the whole-chunk shortcut (upstream/transport.py: whole_chunk, _show_h11) -------------------
@@ -353,14 +364,6 @@ def test_the_data_before_a_malformed_chunk_in_the_same_read_is_handed_out_first(
 # Between chunks, a read that is exactly one plain chunk is handed out without h11, and h11 is
 # told of those bytes before it reads anything else. These check that the shortcut accepts only
 # what h11 accepts, gives the same bytes and leaves h11 where it would have been.
-
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-import h11  # noqa: E402
-
-from upstream.transport import _Connection, _ResponseStream, whole_chunk  # noqa: E402
-
 
 @pytest.mark.parametrize("read, data", [
     (b"5\r\nhello\r\n", b"hello"),
@@ -479,19 +482,7 @@ PIECES = st.one_of(
 @settings(max_examples=300, deadline=None)
 @given(st.lists(PIECES, max_size=12), st.lists(st.integers(0, 3), max_size=12), st.data())
 def test_the_shortcut_and_h11_alone_agree_on_any_reads(pieces, merges, data):
-    # Reads are mostly whole pieces (what makes the shortcut run), some merged with the next,
-    # some cut in two.
-    reads, i = [], 0
-    for merge in merges + [0] * len(pieces):
-        if i >= len(pieces):
-            break
-        read = b"".join(pieces[i:i + 1 + (merge == 3)])
-        i += 1 + (merge == 3)
-        if merge == 2 and len(read) > 1:
-            cut = data.draw(st.integers(1, len(read) - 1))
-            reads += [read[:cut], read[cut:]]
-        else:
-            reads.append(read)
+    reads = as_reads(pieces, merges, lambda n: data.draw(st.integers(1, n - 1)))
     body, outcome, http = through_transport(reads)
     assert (body, outcome) == through_h11(reads)
     if outcome == "complete":
@@ -531,16 +522,7 @@ def test_a_bad_chunk_size_after_plain_chunks_is_refused_over_the_wire(size):
             writer.write(piece)
         await writer.drain()
 
-    async def check(url, state):
-        got = []
-        async with httpx.AsyncClient(transport=StreamingTransport()) as client:
-            async with client.stream("POST", url, content=b"{}") as response:
-                with pytest.raises(httpx.RemoteProtocolError):
-                    async for piece in response.aiter_raw():
-                        got.append(piece)
-        return got
-
-    assert asyncio.run(serve(handler)(check)) == [b"one", b"two", b"three"]
+    assert body_until_protocol_error(handler) == [b"one", b"two", b"three"]
 
 
 def test_a_body_read_through_the_shortcut_leaves_the_connection_reusable():

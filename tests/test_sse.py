@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.events import PING, Chat, Done, Start, encode, encode_generic
+from tests.support.reads import as_reads
 from upstream.sse import EventDataDecoder, EventDecoder, LineDecoder, ServerSentEvent
 
 
@@ -123,18 +124,7 @@ SSE_PIECES = [b"data: a\n\n", b'data: {"x":1}\n\n', b"data: \n\n", b"data:b\n\n"
 @settings(max_examples=400)
 @given(st.lists(st.sampled_from(SSE_PIECES), max_size=30), st.lists(st.integers(0, 3), max_size=30), st.data())
 def test_event_data_decoder_gives_what_the_two_stages_give_on_any_reads(pieces, merges, data):
-    # Reads mostly whole pieces (what the shortcut looks for), some merged, some cut.
-    reads, i = [], 0
-    for merge in merges + [0] * len(pieces):
-        if i >= len(pieces):
-            break
-        read = b"".join(pieces[i:i + 1 + (merge == 3)])
-        i += 1 + (merge == 3)
-        if merge == 2 and len(read) > 1:
-            cut = data.draw(st.integers(1, len(read) - 1))
-            reads += [read[:cut], read[cut:]]
-        else:
-            reads.append(read)
+    reads = as_reads(pieces, merges, lambda n: data.draw(st.integers(1, n - 1)))
     stages = [event.data for event in decode(reads)]
     decoder = EventDataDecoder()
     got = [text for read in reads for text in decoder.feed(read)]
