@@ -21,6 +21,7 @@ from agent.model import Finish
 from agent.prompts import build_prompt
 from tests.conftest import upstream_env
 from tests.support.fake_upstream import FakeUpstream, Plan, chunked
+from tests.support.raw_server import read_request, serve
 from tests.support.servers import STREAM_PATH, LiveApp, parse_frames
 from upstream.decode import MAX_DELTA_CHARS, ChatStreamDecoder
 from upstream.openai_compat import MAX_INFLATED_BYTES, OpenAICompatible
@@ -281,3 +282,57 @@ def test_done_then_an_abrupt_close_through_the_app_ends_with_done():
     assert "error" not in [k for k, _ in frames]
     assert "".join(d["content"] for k, d in frames if k == "chat") == "Once upon"
     assert frames[-1][0] == "done" and frames[-1][1]["finish_reason"] == "stop"
+
+
+# -- error bodies --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_a_huge_error_body_is_read_only_to_its_bound(framing):
+    # The SDK reads a whole 4xx/5xx body into memory before it raises. A 429 whose body is 64 MB
+    # is cut at 64 KiB by the transport: the same rate_limited error, its Retry-After kept, at
+    # once, with a few MB at most in flight (socket buffers) before the connection is closed.
+    total = 64 * 1024 * 1024
+    block = b"x" * 65536
+    sent = {"bytes": 0}
+
+    async def handler(reader, writer, state):
+        await read_request(reader)
+        length = b"content-length: %d" % total if framing == "content-length" else b"transfer-encoding: chunked"
+        writer.write(b"HTTP/1.1 429 Too Many Requests\r\nretry-after: 7\r\ncontent-type: application/json\r\n" + length + b"\r\n\r\n")
+        while sent["bytes"] < total:
+            writer.write(block if framing == "content-length" else b"10000\r\n" + block + b"\r\n")
+            sent["bytes"] += len(block)
+            await writer.drain()
+
+    async def check(url, state):
+        settings = Settings.from_env({"OPENAI_BASE_URL": url + "/v1", "OPENAI_API_KEY": "sk-test", "UPSTREAM_MAX_RETRIES": "0"})
+        async with httpx.AsyncClient(transport=StreamingTransport()) as client:
+            started = time.monotonic()
+            try:
+                async for _ in OpenAICompatible(settings, client).stream(build_prompt("chat", "hi", None, ()), 64):
+                    pass
+            except AgentError as exc:
+                return exc.code, exc.retry_after, time.monotonic() - started
+        raise AssertionError("no error")
+
+    code, retry_after, elapsed = asyncio.run(serve(handler)(check))
+    assert (code, retry_after) == ("upstream_rate_limited", 7)
+    assert elapsed < 2.0, elapsed
+    assert sent["bytes"] < 16 * 1024 * 1024, sent  # was all 64 MB, read into memory
+
+
+def test_an_error_body_within_the_bound_is_read_whole():
+    body = json.dumps({"error": {"message": "x" * 60000, "type": "invalid_request_error", "code": "bad"}}).encode()
+
+    async def handler(reader, writer, state):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
+
+    async def check(url, state):
+        async with httpx.AsyncClient(transport=StreamingTransport()) as client:
+            response = await client.post(url + "/v1/chat/completions", json={})
+            return response.status_code, response.content
+
+    assert asyncio.run(serve(handler)(check)) == (400, body)

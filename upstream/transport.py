@@ -24,6 +24,9 @@ What h11 does not bound, this module does:
 - at most `HIGH_WATER_BYTES` (plus one network read) wait unread per connection: then
   the socket is paused and TCP holds the upstream back.
 
+An error response's body (status 400 and up) is cut at `MAX_ERROR_BODY_BYTES`: the SDK reads
+all of it into memory to build its error, and what this service keeps of it is a log line.
+
 Scope, on purpose: HTTP/1.1 over TCP or TLS with a small keep-alive pool. No HTTP/2, no
 proxies: with a proxy variable (HTTPS_PROXY, ALL_PROXY, ...) set, `make_transport`
 returns None and `make_http_client` uses httpx's own transport. Failures are raised as
@@ -58,6 +61,8 @@ KEEPALIVE_EXPIRY_SECONDS = 4.0
 MAX_IDLE_PER_HOST = 64
 # Margin kept below a server's announced keep-alive timeout.
 _KEEPALIVE_MARGIN_SECONDS = 1.0
+# The most of an error response's body that is read (real error bodies are a few hundred bytes).
+MAX_ERROR_BODY_BYTES = 64 * 1024
 
 Key = tuple[str, str, int]
 
@@ -226,7 +231,9 @@ class StreamingTransport(httpx.AsyncBaseTransport):
         headers = response.headers.raw_items()
         announced = _server_keepalive_seconds(headers)
         conn.expiry = self._expiry if announced is None else min(self._expiry, announced - _KEEPALIVE_MARGIN_SECONDS)
-        stream = _ResponseStream(self, key, conn, request, timeouts.get("read"))
+        stream: httpx.AsyncByteStream = _ResponseStream(self, key, conn, request, timeouts.get("read"))
+        if response.status_code >= 400:
+            stream = _Capped(stream, MAX_ERROR_BODY_BYTES)
         return httpx.Response(response.status_code, headers=headers, stream=stream,
                               extensions={"http_version": b"HTTP/" + response.http_version, "reason_phrase": response.reason})
 
@@ -476,3 +483,24 @@ class _ResponseStream(httpx.AsyncByteStream):
             self._transport.checkin(self._key, conn)
         else:
             conn.abort()  # unread body (the client went away): end it now
+
+
+class _Capped(httpx.AsyncByteStream):
+    """The first `limit` bytes of a body, then its end; the connection is closed, not pooled
+    (the rest of the body was never read)."""
+
+    def __init__(self, stream: _ResponseStream, limit: int) -> None:
+        self._stream = stream
+        self._limit = limit
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        left = self._limit
+        async for piece in self._stream:
+            if len(piece) >= left:
+                yield piece[:left]
+                return
+            left -= len(piece)
+            yield piece
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
