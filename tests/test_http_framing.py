@@ -18,21 +18,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.support.raw_server import read_request, serve
+from tests.support.raw_server import answering, read_request, serve
 from tests.support.reads import as_reads
 from upstream.transport import MAX_INCOMPLETE_EVENT_BYTES, StreamingTransport, _Connection, _ResponseStream, whole_chunk
-
-
-def answering(response: bytes):
-    """A handler that answers every request on its connection with exactly `response`."""
-
-    async def handler(reader, writer, state):
-        while True:
-            state["requests"].append(await read_request(reader))
-            writer.write(response)
-            await writer.drain()
-
-    return handler
 
 
 async def post(client: httpx.AsyncClient, url: str) -> httpx.Response:

@@ -10,12 +10,11 @@ import httpx
 import pytest
 
 from agent.config import Settings
-from agent.errors import AgentError
 from agent.model import Finish
 from upstream.openai_compat import OpenAICompatible
-from agent.prompts import build_prompt
 from upstream.transport import StreamingTransport
 from tests.support.fake_upstream import FakeUpstream, Plan
+from tests.support.models import answer
 
 TRANSPORTS = {"ours": StreamingTransport, "httpx": lambda: None}
 
@@ -26,14 +25,7 @@ def run_stream(base_url: str, transport: str) -> tuple[list, str | None]:
 
     async def main() -> tuple[list, str | None]:
         async with httpx.AsyncClient(transport=TRANSPORTS[transport]()) as client:
-            model = OpenAICompatible(settings, client)
-            items: list = []
-            try:
-                async for item in model.stream(build_prompt("chat", "hi", None, ()), 64):
-                    items.append(item)
-            except AgentError as exc:
-                return items, exc.code
-            return items, None
+            return await answer(OpenAICompatible(settings, client))
 
     return asyncio.run(main())
 

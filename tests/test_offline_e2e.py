@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from tests.conftest import SAMPLES
+from tests.support.scenarios import big_scenario
 from tests.support.servers import BUFFERED_PATH, STREAM_PATH, parse_frames
 
 
@@ -95,17 +96,6 @@ def test_buffered_gives_the_same_answer_as_the_stream(offline_app, mode):
     assert result["intent"] == mode
     scenario_events = [d for k, d in streamed if k == "scenario"]
     assert result["scenario"] == (scenario_events[0]["scenario"] if scenario_events else None)
-
-
-def big_scenario(min_bytes: int = 40 * 1024) -> dict:
-    """A sample grown past min_bytes with more steps, as a long real scenario would be."""
-    scenario = sample("hospital-ransomware")
-    filler = "The team weighs each option against patient safety, cost and the time it buys. " * 6
-    number = 0
-    while len(json.dumps(scenario).encode()) < min_bytes:
-        number += 1
-        scenario["steps"].append({"title": f"Operational period {number}", "description": filler.strip()})
-    return scenario
 
 
 def test_rename_of_a_40_kb_scenario_streams_a_patch_under_1_kb(offline_app):

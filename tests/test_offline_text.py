@@ -17,6 +17,7 @@ ROOT = Path(__file__).parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from tests.support.scenarios import big_scenario  # noqa: E402
 from upstream.offline.compose import compose  # noqa: E402
 
 SAMPLES_DIR = ROOT / "static" / "samples"
@@ -665,17 +666,6 @@ def test_unknown_intent_is_answered_as_chat(intent, message):
 # ---------------------------------------------------------------------------
 # Modify answers are JSON Patch (issue 13)
 # ---------------------------------------------------------------------------
-
-
-def big_scenario(min_bytes: int = 40 * 1024) -> dict:
-    """A sample grown past min_bytes with more steps, as a long real scenario would be."""
-    scenario = copy.deepcopy(SAMPLES["hospital-ransomware"])
-    filler = "The team weighs each option against patient safety, cost and the time it buys. " * 6
-    number = 0
-    while len(json.dumps(scenario).encode()) < min_bytes:
-        number += 1
-        scenario["steps"].append({"title": f"Operational period {number}", "description": filler.strip()})
-    return scenario
 
 
 def test_modify_is_an_explanation_then_a_patch_block(sample):

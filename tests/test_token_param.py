@@ -10,11 +10,10 @@ import httpx
 import pytest
 
 from agent.config import Settings
-from agent.errors import AgentError
 from agent.model import Finish
-from agent.prompts import build_prompt
 from tests.conftest import upstream_env
 from tests.support.fake_upstream import FakeUpstream, Plan, unsupported_parameter
+from tests.support.models import answer
 from tests.support.servers import STREAM_PATH, LiveApp, parse_frames
 from upstream import quirks
 from upstream.openai_compat import OpenAICompatible
@@ -66,19 +65,11 @@ def streams(fake: FakeUpstream, count: int = 1, **env: str) -> tuple[OpenAICompa
     async def main() -> tuple[OpenAICompatible, list[tuple[list, str | None]]]:
         async with httpx.AsyncClient() as client:
             model = OpenAICompatible(settings, client)
-            return model, [await collect(model) for _ in range(count)]
+            return model, [await answer(model) for _ in range(count)]
 
     return asyncio.run(main())
 
 
-async def collect(model: OpenAICompatible) -> tuple[list, str | None]:
-    items: list = []
-    try:
-        async for item in model.stream(build_prompt("chat", "hi", None, ()), 64):
-            items.append(item)
-    except AgentError as exc:
-        return items, exc.code
-    return items, None
 
 
 def params(fake: FakeUpstream) -> list[str]:

@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.support.raw_server import read_request, serve
+from tests.support.raw_server import answering, read_request, serve
 from upstream.transport import StreamingTransport
 
 
@@ -56,24 +56,12 @@ async def fetch(client: httpx.AsyncClient, url: str) -> tuple[int, bytes]:
         return response.status_code, b"".join([chunk async for chunk in response.aiter_raw()])
 
 
-def raw_server(response: bytes):
-    """Answers every request on a connection with the exact bytes `response`, then waits for the next."""
-
-    async def handler(reader, writer, state):
-        while True:
-            state["requests"].append(await read_request(reader))
-            writer.write(response)
-            await writer.drain()
-
-    return handler
-
-
 def fetch_once(response: bytes, client_timeout: httpx.Timeout | None = None) -> tuple[int, bytes]:
     async def check(url, state):
         async with httpx.AsyncClient(transport=StreamingTransport(), timeout=client_timeout or httpx.Timeout(5)) as client:
             return await fetch(client, url)
 
-    return asyncio.run(serve(raw_server(response))(check))
+    return asyncio.run(serve(answering(response))(check))
 
 
 CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"

@@ -21,6 +21,7 @@ from agent.model import Finish
 from agent.prompts import build_prompt
 from tests.conftest import upstream_env
 from tests.support.fake_upstream import FakeUpstream, Plan, chunked
+from tests.support.models import answer as model_answer
 from tests.support.raw_server import read_request, serve
 from tests.support.servers import STREAM_PATH, LiveApp, parse_frames
 from upstream.decode import MAX_DELTA_CHARS, ChatStreamDecoder
@@ -48,15 +49,18 @@ def run(fake: FakeUpstream, transport: str = "httpx", **env: str) -> tuple[list,
 
     async def main() -> tuple[list, str | None]:
         async with httpx.AsyncClient(transport=StreamingTransport() if transport == "ours" else None) as client:
-            items: list = []
-            try:
-                async for item in OpenAICompatible(settings, client).stream(build_prompt("chat", "hi", None, ()), 64):
-                    items.append(item)
-            except AgentError as exc:
-                return items, exc.code
-            return items, None
+            return await model_answer(OpenAICompatible(settings, client))
 
     return asyncio.run(main())
+
+
+def measured(fake: FakeUpstream, transport: str) -> tuple[list, str | None, float, float]:
+    """`run`, with the CPU seconds it took and how far this process's peak RSS grew (MiB)."""
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.process_time()
+    items, code = run(fake, transport)
+    elapsed = time.process_time() - started
+    return items, code, elapsed, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
 
 
 # -- line and event bounds ---------------------------------------------------------------------
@@ -119,11 +123,7 @@ def test_many_bounded_events_are_fine():
 def test_an_oversized_line_or_event_from_the_upstream_is_invalid_response(body, transport):
     with FakeUpstream() as fake:
         fake.push(Plan(raw=chunked(*(body[i:i + 65536] for i in range(0, len(body), 65536))), headers=SSE))
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        started = time.process_time()
-        items, code = run(fake, transport)
-        elapsed = time.process_time() - started
-        grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+        items, code, elapsed, grown_mib = measured(fake, transport)
     assert items == ["a"] and code == "upstream_invalid_response"
     assert elapsed < 3.0 and grown_mib < 40, (elapsed, grown_mib)
 
@@ -162,11 +162,7 @@ def test_a_gzip_bomb_stops_at_the_bound_without_growing_the_process(transport):
     assert len(bomb) < 200_000
     with FakeUpstream() as fake:
         fake.push(Plan(raw=chunked(*(bomb[i:i + 16384] for i in range(0, len(bomb), 16384))), headers={**SSE, "content-encoding": "gzip"}))
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        started = time.process_time()
-        items, code = run(fake, transport)
-        elapsed = time.process_time() - started
-        grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+        items, code, elapsed, grown_mib = measured(fake, transport)
     assert items == ["a"] and code == "upstream_invalid_response"
     assert elapsed < 2.0 and grown_mib < 40, (elapsed, grown_mib)
     assert MAX_INFLATED_BYTES == 8 * 1024 * 1024
@@ -309,12 +305,10 @@ def test_a_huge_error_body_is_read_only_to_its_bound(framing):
         settings = Settings.from_env({"OPENAI_BASE_URL": url + "/v1", "OPENAI_API_KEY": "sk-test", "UPSTREAM_MAX_RETRIES": "0"})
         async with httpx.AsyncClient(transport=StreamingTransport()) as client:
             started = time.monotonic()
-            try:
+            with pytest.raises(AgentError) as caught:
                 async for _ in OpenAICompatible(settings, client).stream(build_prompt("chat", "hi", None, ()), 64):
                     pass
-            except AgentError as exc:
-                return exc.code, exc.retry_after, time.monotonic() - started
-        raise AssertionError("no error")
+            return caught.value.code, caught.value.retry_after, time.monotonic() - started
 
     code, retry_after, elapsed = asyncio.run(serve(handler)(check))
     assert (code, retry_after) == ("upstream_rate_limited", 7)

@@ -25,6 +25,18 @@ async def read_request(reader: asyncio.StreamReader) -> bytes:
     return head + await reader.readexactly(length)
 
 
+def answering(response: bytes):  # type: ignore[no-untyped-def]
+    """A handler that answers every request on its connection with exactly `response`."""
+
+    async def handler(reader, writer, state):  # type: ignore[no-untyped-def]
+        while True:
+            state["requests"].append(await read_request(reader))
+            writer.write(response)
+            await writer.drain()
+
+    return handler
+
+
 def serve(handler, tls: ssl.SSLContext | None = None):  # type: ignore[no-untyped-def]
     """Run `check(base_url, state)` against a server whose connections run `handler(reader, writer, state)`."""
 
