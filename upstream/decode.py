@@ -122,7 +122,7 @@ class ChatStreamDecoder:
                         self._inline(content, out)
                     elif len(content) <= MAX_DELTA_CHARS and (content.isascii() or "\\u" not in data):
                         # The hot path: one delta, well-formed. Text decoded from UTF-8 holds no
-                        # lone surrogate; only a JSON `\\u` escape can make one (_well_formed).
+                        # lone surrogate; only a JSON `\u` escape can make one (_well_formed).
                         out.append(content)
                     else:
                         _append(out, content, str)
