@@ -78,6 +78,23 @@ class Settings:
     forwarded_trusted_hops: int = 0
     frame_ancestors: str = "'self'"
     log_level: str = "info"
+    # The streaming lab's ?lab= modes (web/lab.py). On for the demo; the Procfile turns them off.
+    lab_enabled: bool = True
+    # Intents that return a block (modify, create) send this temperature; chat and explain
+    # keep the server's default. Negative: never send one.
+    scenario_temperature: float = 0.2
+    # Runs (runs/): how long a run with no reader keeps reading the model, how long a finished
+    # run's log is kept for late joiners, and the bounds on the logs' bytes.
+    run_detached_grace_seconds: float = 15.0
+    run_retention_seconds: float = 120.0
+    run_log_max_bytes: int = 4 * 1024 * 1024
+    run_logs_total_bytes: int = 256 * 1024 * 1024
+    # Scale-out (scaleout/): shared state in Redis when set; else everything stays in this process.
+    redis_url: str | None = field(default=None, repr=False)
+    # With Redis unreachable, each process enforces limit / EXPECTED_INSTANCES of the shared limits.
+    expected_instances: int = 1
+    # With Redis unreachable, the token budget refuses new runs (false) or admits them (true).
+    budget_fail_open: bool = False
 
     @property
     def provider(self) -> str:
@@ -117,4 +134,13 @@ class Settings:
             forwarded_trusted_hops=_integer(env, "FORWARDED_TRUSTED_HOPS", cls.forwarded_trusted_hops),
             frame_ancestors=env.get("FRAME_ANCESTORS") or cls.frame_ancestors,
             log_level=(env.get("LOG_LEVEL") or cls.log_level).lower(),
+            lab_enabled=_boolean(env, "LAB_ENABLED", cls.lab_enabled),
+            scenario_temperature=_number(env, "SCENARIO_TEMPERATURE", cls.scenario_temperature),
+            run_detached_grace_seconds=_number(env, "RUN_DETACHED_GRACE_SECONDS", cls.run_detached_grace_seconds),
+            run_retention_seconds=_number(env, "RUN_RETENTION_SECONDS", cls.run_retention_seconds),
+            run_log_max_bytes=_integer(env, "RUN_LOG_MAX_BYTES", cls.run_log_max_bytes),
+            run_logs_total_bytes=_integer(env, "RUN_LOGS_TOTAL_BYTES", cls.run_logs_total_bytes),
+            redis_url=env.get("REDIS_URL") or None,
+            expected_instances=max(1, _integer(env, "EXPECTED_INSTANCES", cls.expected_instances)),
+            budget_fail_open=_boolean(env, "BUDGET_FAIL_OPEN", cls.budget_fail_open),
         )
