@@ -29,6 +29,13 @@ class Prompt:
     repair_reason: str | None = None
 
 
+def estimate_tokens(prompt: Prompt) -> int:
+    """The prompt's size in tokens, estimated from its characters: one token per 3 characters,
+    rounded up, which over-counts English (about 4 characters a token) and JSON alike. The
+    budget reserves this before a run starts, and charges it when the server sends no usage."""
+    return -(-sum(len(m["content"]) for m in prompt.messages) // 3) + 4 * len(prompt.messages)
+
+
 def _label(item: Any) -> str:
     if isinstance(item, dict):
         for key in ("name", "title"):
