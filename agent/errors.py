@@ -79,5 +79,17 @@ def internal() -> AgentError:
     return AgentError("internal", "Something went wrong inside the service. Try again; if it keeps happening, report the request id.", True)
 
 
+def cancelled() -> AgentError:
+    return AgentError("cancelled", "Stopped. The text so far is kept.", True)
+
+
+def run_lost() -> AgentError:
+    return AgentError("run_lost", "The server that was writing this answer went away before it finished. The text so far is kept; try again.", True)
+
+
+def empty_answer() -> AgentError:
+    return AgentError("empty_answer", "The model ended its answer without writing anything. Try again.", True)
+
+
 def server_shutdown() -> AgentError:
     return AgentError("server_shutdown", "The server is restarting. Try again in a few seconds.", True, 2.0)

@@ -1,0 +1,148 @@
+"""A run's log: its frames in order, bounded in bytes, with readers waiting for the next one.
+
+`MemoryLog` is the log in this process. The producer appends; each reader iterates
+`read(after)`: the frames already there, then each new one as it comes, until the log is
+closed (after `done`). Appending never awaits, so a slow reader never slows the producer or
+the other readers; a reader that falls behind the retained frames gets `LogTruncated`.
+
+Bounds: a log keeps at most `max_bytes` of frames, and all logs of the process together at
+most `Totals.limit`. Past either, the oldest frames of the log being appended to are dropped:
+the run keeps streaming live to its readers, but can no longer be joined from before the
+first retained frame (a join asking for it gets 409, never a silent gap).
+
+`SharedLog` is what a backend implements so that readers on other processes can join
+(scaleout/, on Redis). The producer mirrors every frame to it through a `LogWriter`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, AsyncIterator, Protocol
+
+# What a frame costs besides its bytes (the list slot, the event object): counted in the bounds.
+_OVERHEAD = 64
+
+
+class LogTruncated(Exception):
+    """The frame after `after` is no longer kept; the first one kept is `first_seq`."""
+
+    def __init__(self, first_seq: int) -> None:
+        super().__init__(f"the run's log starts at event {first_seq}")
+        self.first_seq = first_seq
+
+
+class Totals:
+    """The byte count of every log of this process, against RUN_LOGS_TOTAL_BYTES."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.bytes = 0
+
+
+class MemoryLog:
+    def __init__(self, max_bytes: int, totals: Totals) -> None:
+        self.max_bytes = max_bytes
+        self.totals = totals
+        # (event, frame) from `first_seq` on. The event object serves this process's readers
+        # that need more than bytes (the buffered answer, the lab); joiners use the frame.
+        self.entries: list[tuple[Any, bytes]] = []
+        self.first_seq = 1
+        self.bytes = 0
+        self.closed = False
+        self._wakeup: asyncio.Future[None] | None = None
+
+    @property
+    def last_seq(self) -> int:
+        return self.first_seq + len(self.entries) - 1
+
+    def append(self, event: Any, frame: bytes) -> None:
+        cost = len(frame) + _OVERHEAD
+        self.entries.append((event, frame))
+        self.bytes += cost
+        self.totals.bytes += cost
+        if self.bytes > self.max_bytes or self.totals.bytes > self.totals.limit:
+            self._trim()
+        wakeup = self._wakeup
+        if wakeup is not None:
+            self._wakeup = None
+            if not wakeup.done():
+                wakeup.set_result(None)
+
+    def _trim(self) -> None:
+        """Drop the oldest frames (never the newest) until both bounds hold again."""
+        drop = freed = 0
+        keep_last = len(self.entries) - 1
+        while drop < keep_last and (self.bytes - freed > self.max_bytes or self.totals.bytes - freed > self.totals.limit):
+            freed += len(self.entries[drop][1]) + _OVERHEAD
+            drop += 1
+        if drop:
+            del self.entries[:drop]
+            self.first_seq += drop
+            self.bytes -= freed
+            self.totals.bytes -= freed
+
+    def close(self) -> None:
+        """No frame follows (the run ended): readers end once they have read the last one."""
+        self.closed = True
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
+        self._wakeup = None
+
+    def release(self) -> None:
+        """The log is dropped (retention over): give its bytes back to the process total."""
+        self.totals.bytes -= self.bytes
+        self.bytes = 0
+        self.entries = []
+
+    async def read(self, after: int) -> AsyncIterator[tuple[int, Any, bytes]]:
+        """(seq, event, frame) for every frame after `after`, live, until the log is closed.
+        Raises LogTruncated when a frame it needs was dropped, before or while reading."""
+        seq = after + 1
+        while True:
+            index = seq - self.first_seq
+            if index < 0:
+                raise LogTruncated(self.first_seq)
+            entries = self.entries
+            while index < len(entries):
+                event, frame = entries[index]
+                yield seq, event, frame
+                seq += 1
+                index = seq - self.first_seq
+                if index < 0:
+                    raise LogTruncated(self.first_seq)
+                entries = self.entries
+            if self.closed:
+                return
+            if self._wakeup is None:
+                self._wakeup = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._wakeup)
+
+
+class LogWriter(Protocol):
+    """The producer's side of a SharedLog, for one run."""
+
+    cancel_requested: asyncio.Event  # set when a Stop for this run came from any process
+
+    def append(self, seq: int, frame: bytes) -> None:
+        """Queue one frame; never awaits (the backend batches its writes)."""
+
+    async def close(self) -> None:
+        """Write what is queued, mark the log finished, keep it for RUN_RETENTION_SECONDS."""
+
+
+class SharedLog(Protocol):
+    """A backend where runs' frames are kept for readers on any process."""
+
+    def writer(self, run_id: str) -> LogWriter: ...
+
+    async def join(self, run_id: str, after: int) -> AsyncIterator[bytes] | None:
+        """Frames after `after` through `done`; None for an unknown or expired run. Raises
+        LogTruncated for a frame no longer kept. When the owner's heartbeat expires before
+        `done`, it yields a `run_lost` error frame and a `done` frame."""
+
+    async def cancel(self, run_id: str) -> bool:
+        """Ask the run's owner, on whichever process, to stop it. False: unknown run."""
+
+    async def claim_key(self, key: str, fingerprint: str, run_id: str) -> tuple[str, bool]:
+        """Idempotency-Key: (the run the key belongs to, whether the fingerprint differs).
+        The first caller's run wins, atomically."""
