@@ -10,12 +10,16 @@ from agent.events import Error
 
 
 class AgentError(Exception):
-    def __init__(self, code: str, message: str, retryable: bool, retry_after: float | None = None) -> None:
+    """`message` is for the person using the page; `detail`, when set, is the technical reason
+    (sent beside it, and logged) for the developer reading the frames."""
+
+    def __init__(self, code: str, message: str, retryable: bool, retry_after: float | None = None, detail: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.retryable = retryable
         self.retry_after = retry_after
+        self.detail = detail
 
     def event(self) -> Error:
         return Error(self.code, self.message, self.retryable, self.retry_after)
@@ -58,12 +62,21 @@ def context_too_long() -> AgentError:
     )
 
 
-def output_truncated() -> AgentError:
+def output_truncated(block_begun: bool = True) -> AgentError:
+    if not block_begun:
+        return AgentError(
+            "output_truncated",
+            "The model reached its output limit before it began the change, so nothing was changed. "
+            "Try again, or ask for the change more directly (for example \"add a role for a journalist\").",
+            True,
+            detail="the output limit came before any block began",
+        )
     return AgentError(
         "output_truncated",
-        "The model reached its output limit before the scenario was complete. Your scenario is unchanged; "
-        "the operator can raise MAX_OUTPUT_TOKENS, or ask for a smaller change.",
+        "The model reached its output limit while writing the change, so the change was cut off. Your scenario "
+        "is unchanged; ask for a smaller change, or the operator can raise MAX_OUTPUT_TOKENS.",
         True,
+        detail="the block was cut by the output limit",
     )
 
 
@@ -72,7 +85,23 @@ def content_filtered() -> AgentError:
 
 
 def invalid_scenario(reason: str) -> AgentError:
-    return AgentError("invalid_scenario", f"The model did not return a valid scenario ({reason}). Your scenario is unchanged.", True)
+    """`reason` is the validator's (technical); the message says what it means for the user."""
+    return AgentError("invalid_scenario", _in_user_terms(reason) + " Your scenario is unchanged; try again or rephrase the request.", True, detail=reason)
+
+
+def _in_user_terms(reason: str) -> str:
+    text = reason.lower()
+    if text.startswith("it dropped "):
+        return f"The model's change would have removed {reason[len('it dropped '):].split(', which')[0]}, which you did not ask to remove."
+    if "example" in text:
+        return "The model copied the instructions' example instead of making your change."
+    if text.startswith("no ") and "block" in text:
+        return "The model answered without making the change."
+    if "json" in text or "expecting" in text or "line " in text or "not a json object" in text or "could not be read" in text:
+        return "The model's change was not written correctly, so it could not be read."
+    if "larger than" in text or "too large" in text or "kib" in text:
+        return "The model's change would have made the scenario too large."
+    return "The model's change did not fit your scenario."
 
 
 def internal() -> AgentError:

@@ -2,14 +2,19 @@
 
     start -> (reasoning | chat | scenario_delta | scenario_patch | repair)* -> [scenario] -> [error] -> done
 
-`done` is always the last event, after an error too. Each model answer's upstream stream is
-closed in exactly one place (the `finally` around the token loop), whatever ends it: the last
-delta, an error, the local output limit, the consumer closing this generator (client gone),
-or cancellation (shutdown). A repair round opens a second answer and closes it the same way.
+Two loops, each on one screen:
 
-The token loop is the hot path: one iteration per upstream delta, one event out per delta
-(two in a patch block: the raw text, and an operation once one is complete). Everything
-else (the prompt, the block's validation, the summary) happens once per answer.
+- the answer loop (`_answer`): one model answer. Deltas in, events out, and at the end
+  either a `Finish` or an error, kept in the `Answer`. It is the hot path: one iteration
+  per upstream delta, one event out per delta (two in a patch block: the raw text, and an
+  operation once one is complete).
+- the run loop (`events`): open an answer, finish it, and for a block that did not apply,
+  ask once more (a repair round); then `done`. It moves the machine (agent/machine.py).
+
+`done` is always the last event, after an error too. Each answer's upstream stream is
+closed in exactly one place (the `finally` of the answer loop), whatever ends it: the last
+delta, an error, the local output limit, the consumer closing this generator (a reader
+gone, Stop), or cancellation (shutdown).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from agent.events import Chat, Done, Event, Reasoning, Repair, Scenario, Scenari
 from agent.intents import INTENTS
 from agent.model import Finish, Model, Thinking
 from agent.patch import PatchPreview
-from agent.prompts import Prompt, build_prompt, build_repair_prompt
+from agent.prompts import Prompt, build_prompt, build_repair_prompt, estimate_tokens
 from agent.request import AgentRequest
 from agent.route import route
 from agent.scenario import InvalidScenario, described_diff, pick_block, requested_removals, validate_created, validate_modified
@@ -38,6 +43,34 @@ _LIMIT_SLACK_DELTAS = 16
 _CHARS_PER_TOKEN_CEILING = 8
 
 
+class Answer:
+    """One model answer's state: what the answer loop saw, and how it ended."""
+
+    def __init__(self, block_kind: str | None, scenario: dict[str, Any] | None, max_scenario_bytes: int) -> None:
+        self.splitter = Splitter() if block_kind is not None else None
+        self.patch = _Patch(scenario, max_scenario_bytes) if block_kind == "patch" else None
+        self.parts: list[str] = []  # the raw answer text, for a repair request
+        self.deltas = 0
+        self.chars = 0  # answer and reasoning text, for the local output limit
+        self.text_chars = 0  # answer text only: an answer with none is empty
+        self.finish: Finish | None = None
+        self.error: errors.AgentError | None = None
+
+    def events_of(self, pieces: list[Piece]) -> list[Event]:
+        """A block answer's splitter pieces as events: prose as `chat`, block text as
+        `scenario_delta`, and, inside a patch block, each operation it completed as `scenario_patch`."""
+        out: list[Event] = []
+        for piece in pieces:
+            if piece[0] == CHAT:
+                out.append(Chat(piece[1]))
+                continue
+            out.append(ScenarioDelta(piece[1]))
+            block = piece.block
+            if self.patch is not None and block is not None and block.info == "patch":
+                out.extend(self.patch.feed(block, piece[1]))
+        return out
+
+
 class Run:
     def __init__(
         self,
@@ -48,6 +81,7 @@ class Run:
         *,
         send_reasoning: bool = True,
         repair_attempts: int = 1,
+        max_scenario_bytes: int = 64 * 1024,
     ) -> None:
         self.request = request
         self.model = model
@@ -55,14 +89,19 @@ class Run:
         self.max_output_tokens = max_output_tokens
         self.send_reasoning = send_reasoning
         self.repair_attempts = max(0, repair_attempts)
+        self.max_scenario_bytes = max_scenario_bytes
         self.machine = machine.Machine()
         self.intent = route(request.mode, request.message, request.scenario)
+        self.prompt = build_prompt(self.intent, request.message, request.scenario, request.history)
         self.t0 = time.perf_counter()
         self.ttft_ms: float | None = None
         self.first_reasoning_ms: float | None = None
         self.deltas = 0
         self.reasoning_deltas = 0
         self.usage: dict[str, Any] | None = None
+        # Answers whose upstream was closed before it said how it ended (no usage from it):
+        # it may have produced up to the output limit. The budget charges them so.
+        self.cut_answers: list[Prompt] = []
         self.finish_reason: str | None = None
         self.repairs = 0
         self.error_code: str | None = None
@@ -79,103 +118,42 @@ class Run:
         return Done(finish_reason, self.usage, timings, self.repairs)
 
     def stop_events(self, error: errors.AgentError) -> list[Event]:
-        """The closing frames for a run the server ended from outside (shutdown)."""
+        """The closing frames for a run ended from outside (Stop, no reader left, shutdown)."""
         self.error_code = error.code
         return [error.event(), self._done("error")]
 
+    # -- the run loop ---------------------------------------------------------------------------
+
     async def events(self) -> AsyncIterator[Event]:
         fsm = self.machine
+        block_kind = INTENTS[self.intent].block
         try:
             fsm.fire("route")
             yield Start(self.request_id, self.intent, self.model.model, self.model.provider)
-            req = self.request
-            block_kind = INTENTS[self.intent].block
-            prompt = build_prompt(self.intent, req.message, req.scenario, req.history)
-            limit = self.max_output_tokens
-            # Past these, the upstream ignored MAX_OUTPUT_TOKENS: the answer is cut off here.
-            max_deltas, max_chars = limit + _LIMIT_SLACK_DELTAS, limit * _CHARS_PER_TOKEN_CEILING
+            prompt = self.prompt
             while True:  # one pass per model answer: the first, then each repair round
                 fsm.fire("open")
-                splitter = Splitter() if block_kind is not None else None
-                patch = _Patch(req.scenario) if block_kind == "patch" else None
-                answer: list[str] = []  # the raw answer text, for a repair request
-                finish: Finish | None = None
-                error: errors.AgentError | None = None
-                deltas = chars = 0
-                upstream = self.model.stream(prompt, limit)
-                try:
-                    # The hot loop: one iteration per upstream delta, one event out per delta.
-                    async for item in upstream:
-                        cls = item.__class__
-                        if cls is str:
-                            if self.ttft_ms is None:
-                                self.ttft_ms = self._ms()
-                            if splitter is None:
-                                yield Chat(item)  # type: ignore[arg-type]
-                            else:
-                                answer.append(item)  # type: ignore[arg-type]
-                                for event in _events_of(splitter.feed(item), patch):  # type: ignore[arg-type]
-                                    yield event
-                        elif cls is Thinking:
-                            if self.first_reasoning_ms is None:
-                                self.first_reasoning_ms = self._ms()
-                                if not self.send_reasoning:
-                                    yield Reasoning("", withheld=True)
-                            self.reasoning_deltas += 1
-                            if self.send_reasoning:
-                                yield Reasoning(item)  # type: ignore[arg-type]
-                        else:
-                            finish = item  # type: ignore[assignment]
-                            continue
-                        deltas += 1
-                        chars += len(item)  # type: ignore[arg-type]
-                        if deltas > max_deltas or chars > max_chars:
-                            finish = Finish("length", None)  # stop here, as the upstream should have
-                            break
-                except errors.AgentError as exc:
-                    error = exc
-                except Exception:
-                    log.exception("run %s failed", self.request_id)
-                    error = errors.internal()
-                finally:
-                    self.deltas += deltas  # kept current when the client leaves mid-answer too
-                    await upstream.aclose()  # the one place each answer's upstream is released
-
-                if error is None and finish is None:
-                    error = errors.upstream_interrupted()  # a model stream must end with a Finish
-                if finish is not None:
-                    self._add_usage(finish.usage, prompt, deltas)
-                if error is not None:
-                    break
-                assert finish is not None
-                fsm.fire("finish")
-                if finish.reason == "content_filter":
-                    error = errors.content_filtered()  # after the text so far, which the client keeps
-                    break
-                if splitter is None:
-                    fsm.fire("complete")
-                    yield self._done(finish.reason)
-                    return
-                for event in _events_of(splitter.flush(), patch):
+                answer = Answer(block_kind, self.request.scenario, self.max_scenario_bytes)
+                async for event in self._answer(prompt, answer):
                     yield event
-                try:
-                    yield self._result(splitter, patch)
-                except _NoResult as exc:
-                    if finish.reason == "length":
-                        error = errors.output_truncated()  # a longer answer, not another try, is what helps
+                if answer.error is not None:
+                    error = answer.error
+                    break
+                fsm.fire("finish")
+                match self._conclude(answer):
+                    case errors.AgentError() as error:
                         break
-                    if self.repairs >= self.repair_attempts:
-                        error = errors.invalid_scenario(exc.reason)
-                        break
-                    self.repairs += 1
-                    fsm.fire("repair")
-                    yield Repair(self.repairs, exc.reason)
-                    prompt = build_repair_prompt(prompt, "".join(answer), exc.reason)
-                    continue
+                    case Repair() as repair:
+                        fsm.fire("repair")
+                        yield repair
+                        prompt = build_repair_prompt(prompt, "".join(answer.parts), repair.reason)
+                        continue
+                    case Scenario() as result:
+                        yield result
+                assert answer.finish is not None
                 fsm.fire("complete")
-                yield self._done(finish.reason)
+                yield self._done(answer.finish.reason)
                 return
-
             fsm.fire("fail")
             self.error_code = error.code
             yield error.event()
@@ -185,6 +163,84 @@ class Run:
                 fsm.fire("fail" if self.stop_code else "cancel")
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("run %s trace %s", self.request_id, fsm.trace)
+
+    def _conclude(self, answer: Answer) -> errors.AgentError | Repair | Scenario | None:
+        """What a finished answer comes to: an error, a repair round, a scenario, or (prose) nothing more."""
+        finish = answer.finish
+        assert finish is not None
+        if finish.reason == "content_filter":
+            return errors.content_filtered()  # after the text so far, which the client keeps
+        splitter = answer.splitter
+        if splitter is None:
+            return errors.empty_answer() if answer.text_chars == 0 else None
+        try:
+            return self._result(splitter, answer.patch)
+        except _NoResult as exc:
+            if finish.reason == "length":  # a longer answer, not another try, is what helps
+                return errors.output_truncated(block_begun=splitter.found_block)
+            if self.repairs >= self.repair_attempts:
+                return errors.invalid_scenario(exc.reason)
+            self.repairs += 1
+            return Repair(self.repairs, exc.reason)
+
+    # -- the answer loop ------------------------------------------------------------------------
+
+    async def _answer(self, prompt: Prompt, answer: Answer) -> AsyncIterator[Event]:
+        """One model answer: its deltas as events; how it ended goes into `answer`."""
+        limit = self.max_output_tokens
+        # Past these, the upstream ignored MAX_OUTPUT_TOKENS: the answer is cut off here.
+        max_deltas, max_chars = limit + _LIMIT_SLACK_DELTAS, limit * _CHARS_PER_TOKEN_CEILING
+        splitter = answer.splitter
+        upstream = self.model.stream(prompt, limit)
+        try:
+            async for item in upstream:
+                match item:
+                    case Thinking():
+                        if self.first_reasoning_ms is None:
+                            self.first_reasoning_ms = self._ms()
+                            if not self.send_reasoning:
+                                yield Reasoning("", withheld=True)
+                        self.reasoning_deltas += 1
+                        answer.chars += len(item)
+                        if self.send_reasoning:
+                            yield Reasoning(item)
+                    case str():
+                        if self.ttft_ms is None:
+                            self.ttft_ms = self._ms()
+                        answer.chars += len(item)
+                        answer.text_chars += len(item)
+                        if splitter is None:
+                            yield Chat(item)
+                        else:
+                            answer.parts.append(item)
+                            for event in answer.events_of(splitter.feed(item)):
+                                yield event
+                    case Finish():
+                        answer.finish = item
+                        continue
+                answer.deltas += 1
+                if answer.deltas > max_deltas or answer.chars > max_chars:
+                    answer.finish = Finish("length", None)  # stop here, as the upstream should have
+                    break
+        except errors.AgentError as exc:
+            answer.error = exc
+        except Exception:
+            log.exception("run %s failed", self.request_id)
+            answer.error = errors.internal()
+        finally:
+            self.deltas += answer.deltas  # kept current when the reader leaves mid-answer too
+            if answer.finish is None:
+                self.cut_answers.append(prompt)
+            await upstream.aclose()  # the one place each answer's upstream is released
+        if answer.error is None and answer.finish is None:
+            answer.error = errors.upstream_interrupted()  # a model stream must end with a Finish
+        if answer.finish is not None:
+            self._add_usage(answer.finish.usage, prompt, answer.deltas)
+        if answer.error is None and splitter is not None:
+            for event in answer.events_of(splitter.flush()):
+                yield event
+
+    # -- results and counts -----------------------------------------------------------------------
 
     def _result(self, splitter: Splitter, patch: _Patch | None) -> Scenario:
         """The answer's scenario, validated, with its changes in words. Raises _NoResult with a
@@ -210,7 +266,7 @@ class Run:
     def _add_usage(self, usage: dict[str, Any] | None, prompt: Prompt, deltas: int) -> None:
         """Add one answer's usage to the run's; count it when the server sent none."""
         if not usage:
-            prompt_tokens = sum(len(m["content"]) for m in prompt.messages) // 4 + 1
+            prompt_tokens = estimate_tokens(prompt)
             usage = {"prompt_tokens": prompt_tokens, "completion_tokens": deltas, "total_tokens": prompt_tokens + deltas, "estimated": True}
         if self.usage is None:
             self.usage = dict(usage)
@@ -225,6 +281,13 @@ class Run:
             mine["reasoning_tokens"] = mine.get("reasoning_tokens", 0) + details["reasoning_tokens"]
         if usage.get("estimated"):
             total["estimated"] = True
+
+    def charged_tokens(self) -> int:
+        """What the run cost the upstream, for the budget: the usage of every answer that ended
+        (the server's, or counted), plus, for each answer closed before its end, its prompt
+        estimate and the output limit (the upstream may go on producing after the close)."""
+        used = int((self.usage or {}).get("total_tokens") or 0)
+        return used + sum(estimate_tokens(prompt) + self.max_output_tokens for prompt in self.cut_answers)
 
     def summary(self) -> dict[str, Any]:
         """The fields of the one log line per request (and of the metrics, once per request)."""
@@ -248,21 +311,6 @@ class Run:
         }
 
 
-def _events_of(pieces: list[Piece], patch: _Patch | None) -> list[Event]:
-    """A modify/create delta's splitter pieces as events: prose as `chat`, block text as
-    `scenario_delta`, and, inside a patch block, each operation it completed as `scenario_patch`."""
-    out: list[Event] = []
-    for piece in pieces:
-        if piece[0] == CHAT:
-            out.append(Chat(piece[1]))
-            continue
-        out.append(ScenarioDelta(piece[1]))
-        block = piece.block
-        if patch is not None and block is not None and block.info == "patch":
-            out.extend(patch.feed(block, piece[1]))
-    return out
-
-
 class _NoResult(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -275,7 +323,7 @@ class _Patch:
     `scenario_patch`. The first failure ends the preview; `finish` then reports it, so the
     result is all operations or none."""
 
-    def __init__(self, scenario: dict[str, Any] | None) -> None:
+    def __init__(self, scenario: dict[str, Any] | None, max_bytes: int) -> None:
         self._preview = PatchPreview(scenario if scenario is not None else {})
         self.block: Any = None  # the block being previewed; later patch blocks are not read
         self._failure: InvalidScenario | None = None
