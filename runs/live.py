@@ -85,6 +85,10 @@ class LiveRun:
 
     # -- the producer -------------------------------------------------------------------------
 
+    @property
+    def started(self) -> bool:
+        return self._task is not None
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._produce(), name=f"run {self.id}")
         if self.shared is not None:

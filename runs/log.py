@@ -17,7 +17,7 @@ first retained frame (a join asking for it gets 409, never a silent gap).
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator, Protocol
+from typing import Any, AsyncIterator, Callable, Protocol
 
 # What a frame costs besides its bytes (the list slot, the event object): counted in the bounds.
 _OVERHEAD = 64
@@ -32,11 +32,14 @@ class LogTruncated(Exception):
 
 
 class Totals:
-    """The byte count of every log of this process, against RUN_LOGS_TOTAL_BYTES."""
+    """The byte count of every log of this process, against RUN_LOGS_TOTAL_BYTES.
+    `drop_finished()` drops the finished log kept longest (False: none is left); a live log
+    over the total calls it before it gives up frames of its own."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, drop_finished: Callable[[], bool] = lambda: False) -> None:
         self.limit = limit
         self.bytes = 0
+        self.drop_finished = drop_finished
 
 
 class MemoryLog:
@@ -70,6 +73,8 @@ class MemoryLog:
 
     def _trim(self) -> None:
         """Drop the oldest frames (never the newest) until both bounds hold again."""
+        while self.totals.bytes > self.totals.limit and self.totals.drop_finished():
+            pass
         drop = freed = 0
         keep_last = len(self.entries) - 1
         while drop < keep_last and (self.bytes - freed > self.max_bytes or self.totals.bytes - freed > self.totals.limit):

@@ -12,28 +12,25 @@ delivery differs. Each mode re-creates one cause of "long pause, then a dump of 
     gzip        `Content-Encoding: gzip` through `zlib.compressobj` with no flush per frame, as a
                 compression middleware does: bytes leave only when deflate's buffers fill
 
-A `Sink` per mode turns events into body bytes; `LabStreamResponse` is the raw ASGI response
-around it (the shape of web/stream.py's EventStreamResponse: a writer task beside a task that
-waits for `http.disconnect`, and one for shutdown). The real path (web/stream.py) does not know
-this module exists; app.py picks this class only when `lab` is in the query string.
+A `Sink` per mode turns events into body bytes; `LabWriter` writes a run through it, as one
+more reader of the run with web/stream.py's policy (disconnect, shutdown, send timeout). The
+real path (web/stream.py's EventStreamWriter) does not know this module exists; app.py picks
+this writer only when `lab` is in the query string and LAB_ENABLED is on.
 
 docs/streaming-lab.md has each mode's measured timeline and the fix.
 """
 
 from __future__ import annotations
 
-import asyncio
 import zlib
 from typing import Callable
 from urllib.parse import parse_qsl
 
 from starlette.types import Receive, Scope, Send
 
-from agent import errors
 from agent.events import Chat, Event, Start, encode
-from agent.run import Run
 from web.errors import ApiError
-from web.stream import STREAM_HEADERS, Outcome, settle, wait_disconnect
+from web.stream import STREAM_HEADERS, Entry
 
 BUFFER_BYTES = 4096
 
@@ -81,7 +78,7 @@ class Accumulate(Sink):
         if event.__class__ is Start:
             return encode(event)
         if event.__class__ is Chat:
-            self._text.append(event.content)  # type: ignore[attr-defined]
+            self._text.append(event.content)
         else:
             self._held.append(encode(event))
         return b""
@@ -155,88 +152,34 @@ def lab_mode(query_string: bytes) -> str | None:
     raise ApiError(422, "invalid_lab_mode", f"'lab' must be one of: {', '.join(MODES)} (given: {', '.join(values)!r}).", field="lab")
 
 
-class LabStreamResponse:
-    """The run through `SINKS[mode]`. Same contract as EventStreamResponse: the run and its
-    upstream are closed whatever ends the response (`events.aclose()` in a finally), and
-    `on_close(outcome)` is called exactly once. No heartbeat: a broken path would not send one."""
+class LabWriter:
+    """A reader of the run (web/stream.py's ReaderResponse) that writes through `SINKS[mode]`.
+    No heartbeat: a broken path would not send one."""
 
-    def __init__(self, run: Run, mode: str, *, send_timeout: float, grace: float, shutdown: asyncio.Event, on_close: Callable[[str], None]) -> None:
-        self.run = run
-        self.mode = mode
+    heartbeat = False
+
+    def __init__(self, mode: str) -> None:
         self.sink = SINKS[mode]()
-        self.send_timeout = send_timeout
-        self.grace = grace
-        self.shutdown = shutdown
-        self.on_close = on_close
         self.headers = [*STREAM_HEADERS, *self.sink.headers, (b"x-lab-mode", mode.encode())]
         self._started = False  # http.response.start sent
-        self._unsent = b""  # a body message whose send was cut short (kept for the shutdown close)
-        self._finishing = False  # the sink's finish() has been taken: it takes no more events
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        outcome = Outcome.DISCONNECTED
-        try:
-            writer = asyncio.create_task(self._write(send))
-            listener = asyncio.create_task(wait_disconnect(receive))
-            stopper = asyncio.create_task(self.shutdown.wait())
-            tasks = {writer, listener, stopper}
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            if writer in done:
-                outcome = Outcome.COMPLETE
-            elif listener not in done:
-                outcome = Outcome.SHUTDOWN
-                self.run.stop_code = "server_shutdown"  # before the writer's cancel closes the run
-            await settle(tasks - done)
-            if outcome == Outcome.COMPLETE and writer.result():  # re-raises a failure of the writer itself
-                outcome = Outcome.SEND_TIMEOUT
-            elif outcome == Outcome.SHUTDOWN:
-                await self._close_for_shutdown(send)
-            # SEND_TIMEOUT: returning without completing makes uvicorn close the connection.
-        finally:
-            self.on_close(outcome)
 
     async def _send(self, send: Send, body: bytes, more_body: bool) -> None:
         if not self._started:
             await send({"type": "http.response.start", "status": 200, "headers": self.headers})
             self._started = True
         if body or not more_body:
-            self._unsent = body
-            async with asyncio.timeout(self.send_timeout):
-                await send({"type": "http.response.body", "body": body, "more_body": more_body})
-            self._unsent = b""
+            await send({"type": "http.response.body", "body": body, "more_body": more_body})
 
-    async def _write(self, send: Send) -> bool:
-        """Send the run through the sink. Returns True when a write timed out (a client that stopped reading)."""
-        events = self.run.events()
-        try:
-            if not self.sink.holds_headers:
-                await self._send(send, b"", more_body=True)
-            async for event in events:
-                body = self.sink.feed(event)
-                if body:
-                    await self._send(send, body, more_body=True)
-        except TimeoutError:
-            return True
-        finally:
-            # Cancelled (client gone, shutdown) while the generator is suspended: close it so
-            # its finally releases the upstream now.
-            await events.aclose()
-        self._finishing = True
-        try:
-            await self._send(send, self.sink.finish(), more_body=False)
-        except TimeoutError:
-            return True
-        return False
+    async def begin(self, send: Send) -> None:
+        if not self.sink.holds_headers:
+            await self._send(send, b"", more_body=True)
 
-    async def _close_for_shutdown(self, send: Send) -> None:
-        """The frames so far, then `error` (server_shutdown) and `done`, through the same sink.
-        (Cut short while sending the run's own last message, that message is the close.)"""
-        closing = self._unsent
-        if not self._finishing:
-            stop = self.run.stop_events(errors.server_shutdown())
-            closing += b"".join(self.sink.feed(e) for e in stop) + self.sink.finish()
-        try:
-            async with asyncio.timeout(self.grace):
-                await self._send(send, closing, more_body=False)
-        except TimeoutError:
-            pass
+    async def write(self, send: Send, entry: Entry) -> None:
+        event = entry[1]
+        assert event is not None  # the lab reads only runs of this process
+        body = self.sink.feed(event)
+        if body:
+            await self._send(send, body, more_body=True)
+
+    async def end(self, send: Send) -> None:
+        await self._send(send, self.sink.finish(), more_body=False)

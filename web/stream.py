@@ -1,18 +1,24 @@
-"""Serving a run: as an event stream, or drained into one JSON object (the same events).
+"""Responses are readers of a run: one policy, several ways to write.
 
-Like Starlette's StreamingResponse, these are raw ASGI: `http.response.start`, then one
-`http.response.body` message per event, with a task listening for `http.disconnect`
-beside the writer. Unlike it, the stream also
+`ReaderResponse` is raw ASGI, like Starlette's StreamingResponse: a writer task that takes
+the run's frames as they come and writes them, beside a watcher task that waits for
+`http.disconnect` and, between waits (about once a second), checks the rest of the policy:
 
-- sends `: ping` when nothing was written for HEARTBEAT_SECONDS (PaaS routers drop
-  idle streams),
-- gives up on a client that stops reading: a write stuck for SEND_TIMEOUT_SECONDS ends
-  the stream and releases the upstream,
-- on server shutdown, ends with `error` (server_shutdown) and `done`.
+- heartbeat: `: ping` when nothing was written for HEARTBEAT_SECONDS (PaaS routers drop
+  idle streams); only writers that stream frames ask for it,
+- send timeout: a write stuck for SEND_TIMEOUT_SECONDS (a client that stopped reading)
+  ends this reader,
+- shutdown: the run ends itself with `error` (server_shutdown) and `done`, which this
+  reader writes like any frame; it waits for that at most SHUTDOWN_GRACE_SECONDS.
 
-Those three and the disconnect listener share one `_watch` task, which waits for
-`http.disconnect` and between waits (about once a second) checks the rest, so a stream
-is two tasks and the per-token path is only: encode, stamp the time, send.
+A reader ending never ends the run: `on_close(outcome)` tells its owner, which detaches it
+from the run (runs/live.py decides what the run does without readers).
+
+The writers differ only in how they write:
+
+    EventStreamWriter    each frame as its own body message, at once (the event stream)
+    JsonWriter           every event drained into one JSON object (the buffered route)
+    web/lab.py           the streaming lab's deliberately broken deliveries
 """
 
 from __future__ import annotations
@@ -20,13 +26,11 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Callable, Protocol
 
-from starlette.types import Receive, Scope, Send
-
-from agent import errors
-from agent.events import PING, Chat, Done, Error, Reasoning, Repair, Scenario, encode
-from agent.run import Run
+from agent.events import PING, Chat, Done, Error, Event, Reasoning, Repair, Scenario
+from starlette.types import Message, Receive, Scope, Send
 from web.errors import AGENT_ERROR_STATUS
 
 STREAM_HEADERS = [
@@ -34,6 +38,31 @@ STREAM_HEADERS = [
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),  # nginx and some PaaS routers buffer otherwise
 ]
+
+# What a reader reads: (sequence number, the event when this process has it, the frame bytes).
+Entry = tuple[int, Event | None, bytes]
+
+
+class Outcome:
+    COMPLETE, DISCONNECTED, SEND_TIMEOUT, SHUTDOWN = "complete", "disconnected", "send_timeout", "shutdown"
+
+
+@dataclass(frozen=True)
+class Policy:
+    send_timeout: float
+    grace: float
+    shutdown: asyncio.Event
+    heartbeat: float | None = None  # None: never ping
+
+
+class Writer(Protocol):
+    heartbeat: bool  # whether the policy's pings may be written between frames
+
+    async def begin(self, send: Send) -> None: ...
+
+    async def write(self, send: Send, entry: Entry) -> None: ...
+
+    async def end(self, send: Send) -> None: ...
 
 
 async def wait_disconnect(receive: Receive) -> None:
@@ -49,17 +78,11 @@ async def settle(tasks: set[asyncio.Task]) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-class Outcome:
-    COMPLETE, DISCONNECTED, SEND_TIMEOUT, SHUTDOWN = "complete", "disconnected", "send_timeout", "shutdown"
-
-
-class EventStreamResponse:
-    def __init__(self, run: Run, *, heartbeat: float, send_timeout: float, grace: float, shutdown: asyncio.Event, on_close: Callable[[str], None]) -> None:
-        self.run = run
-        self.heartbeat = heartbeat
-        self.send_timeout = send_timeout
-        self.grace = grace
-        self.shutdown = shutdown
+class ReaderResponse:
+    def __init__(self, entries: AsyncIterator[Entry], writer: Writer, policy: Policy, on_close: Callable[[str], None]) -> None:
+        self.entries = entries
+        self.writer = writer
+        self.policy = policy
         self.on_close = on_close
         self._send_started = 0.0  # loop time when the current write began; 0 when none is pending
         self._last_write = 0.0
@@ -67,52 +90,46 @@ class EventStreamResponse:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         outcome = Outcome.DISCONNECTED
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": STREAM_HEADERS})
-            self._last_write = asyncio.get_running_loop().time()
-            writer = asyncio.create_task(self._write_events(send))
+            writer = asyncio.create_task(self._write(send))
             watcher = asyncio.create_task(self._watch(receive, send))
             done, _ = await asyncio.wait({writer, watcher}, return_when=asyncio.FIRST_COMPLETED)
-            if writer in done:
-                outcome = Outcome.COMPLETE
-            else:
-                outcome = watcher.result()
-                if outcome == Outcome.SHUTDOWN:
-                    self.run.stop_code = "server_shutdown"
+            outcome = Outcome.COMPLETE if writer in done else watcher.result()
             await settle({writer, watcher} - done)
-            if outcome == Outcome.COMPLETE:
+            if writer in done:
                 writer.result()  # re-raise a failure of the writer itself
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-            elif outcome == Outcome.SHUTDOWN:
-                closing = b"".join(encode(e) for e in self.run.stop_events(errors.server_shutdown()))
-                try:
-                    # Bounded by the grace period: a client that stopped reading cannot hold up the exit.
-                    async with asyncio.timeout(self.grace):
-                        await send({"type": "http.response.body", "body": closing, "more_body": False})
-                except TimeoutError:
-                    pass
-            # DISCONNECTED: nobody to write to. SEND_TIMEOUT: returning without completing makes
-            # uvicorn close the connection; the run and its upstream are already closed.
+            # DISCONNECTED: nobody to write to. SEND_TIMEOUT, SHUTDOWN: returning without
+            # completing the body makes uvicorn close the connection.
         finally:
             self.on_close(outcome)
 
-    async def _write_events(self, send: Send) -> None:
-        loop_time = asyncio.get_running_loop().time
-        events = self.run.events()
+    async def _timed_send(self, send: Send, message: Message) -> None:
+        self._send_started = asyncio.get_running_loop().time()
+        await send(message)
+        self._last_write = self._send_started
+        self._send_started = 0.0
+
+    async def _write(self, send: Send) -> None:
+        entries, writer = self.entries, self.writer
+
+        async def timed(message: Message) -> None:
+            await self._timed_send(send, message)
+
+        self._last_write = asyncio.get_running_loop().time()
         try:
-            async for event in events:
-                self._send_started = now = loop_time()
-                await send({"type": "http.response.body", "body": encode(event), "more_body": True})
-                self._send_started = 0.0
-                self._last_write = now
+            await writer.begin(timed)
+            async for entry in entries:
+                await writer.write(timed, entry)
+            await writer.end(timed)
         finally:
-            # Cancelled mid-send, the generator is suspended at a yield: close it so its
-            # finally releases the upstream now, not whenever it is garbage collected.
-            await events.aclose()
+            await entries.aclose()  # type: ignore[attr-defined]
 
     async def _watch(self, receive: Receive, send: Send) -> str:
         """Wait for the client to leave; between waits (about once a second), check the rest."""
+        policy = self.policy
         loop_time = asyncio.get_running_loop().time
-        tick = max(0.01, min(1.0, self.heartbeat / 2, self.send_timeout / 2))
+        heartbeat = policy.heartbeat if self.writer.heartbeat else None
+        tick = max(0.01, min(1.0, policy.send_timeout / 2, heartbeat / 2 if heartbeat else 1.0))
+        shutdown_seen = 0.0
         while True:
             try:
                 async with asyncio.timeout(tick):
@@ -120,19 +137,39 @@ class EventStreamResponse:
                 return Outcome.DISCONNECTED
             except TimeoutError:
                 pass
-            if self.shutdown.is_set():
-                return Outcome.SHUTDOWN
             now = loop_time()
+            if policy.shutdown.is_set():
+                shutdown_seen = shutdown_seen or now
+                if now - shutdown_seen >= policy.grace:
+                    return Outcome.SHUTDOWN
             if self._send_started:
-                if now - self._send_started > self.send_timeout:
+                if now - self._send_started > policy.send_timeout:
                     return Outcome.SEND_TIMEOUT
-            elif now - self._last_write >= self.heartbeat:
+            elif heartbeat is not None and now - self._last_write >= heartbeat:
                 self._last_write = now
                 try:
-                    async with asyncio.timeout(self.send_timeout):
+                    async with asyncio.timeout(policy.send_timeout):
                         await send({"type": "http.response.body", "body": PING, "more_body": True})
                 except TimeoutError:
                     return Outcome.SEND_TIMEOUT
+
+
+class EventStreamWriter:
+    """The event stream: the response head at once, then each frame as its own body message."""
+
+    heartbeat = True
+
+    def __init__(self, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        self.headers = [*STREAM_HEADERS, *(headers or [])]
+
+    async def begin(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.headers})
+
+    async def write(self, send: Send, entry: Entry) -> None:
+        await send({"type": "http.response.body", "body": entry[2], "more_body": True})
+
+    async def end(self, send: Send) -> None:
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 def _retry_after_header(seconds: Any) -> dict[str, str]:
@@ -142,88 +179,81 @@ def _retry_after_header(seconds: Any) -> dict[str, str]:
     return {"retry-after": str(min(3600, max(1, math.ceil(seconds))))}
 
 
-async def collect(run: Run) -> tuple[int, dict[str, Any], dict[str, str]]:
-    """Drain the run's events into the buffered answer: (status, body, headers).
+class Collector:
+    """The buffered answer, from the same events as the stream: `response` is the chat text,
+    `reasoning` the thinking text (never part of `response`), then the scenario, the finish
+    reason, the usage and the number of repair rounds."""
 
-    The same events as the stream, so the same token path: `response` is the chat text,
-    `reasoning` the thinking text (never part of `response`), then the scenario, the
-    finish reason, the usage and the number of repair rounds.
-    """
-    parts: list[str] = []
-    thinking: list[str] = []
-    result: dict[str, Any] = {
-        "response": "",
-        "reasoning": "",
-        "intent": run.intent,
-        "scenario": None,
-        "changes": [],
-        "finish_reason": None,
-        "usage": None,
-        "repairs": 0,
-    }
-    error: dict[str, Any] | None = None
-    events = run.events()
+    def __init__(self, intent: str) -> None:
+        self.intent = intent
+        self.parts: list[str] = []
+        self.thinking: list[str] = []
+        self.scenario: dict[str, Any] | None = None
+        self.changes: list[dict[str, Any]] = []
+        self.error: dict[str, Any] | None = None
+        self.done: Done | None = None
+
+    def feed(self, event: Event) -> None:
+        match event:
+            case Chat():
+                self.parts.append(event.content)
+            case Reasoning():
+                self.thinking.append(event.content)
+            case Repair():
+                self.parts.clear()  # the answer that did not apply; its repair follows
+                self.scenario, self.changes = None, []
+            case Scenario():
+                self.scenario, self.changes = event.scenario, event.changes
+            case Error():
+                self.error = event.to_dict()
+            case Done():
+                self.done = event
+
+    def result(self) -> tuple[int, dict[str, Any], dict[str, str]]:
+        """(status, body, headers)."""
+        done = self.done
+        tail = {
+            "finish_reason": done.finish_reason if done else None,
+            "usage": done.usage if done else None,
+            "repairs": done.repairs if done else 0,
+        }
+        response, reasoning = "".join(self.parts), "".join(self.thinking)
+        if self.error is None:
+            return 200, {"response": response, "reasoning": reasoning, "intent": self.intent,
+                         "scenario": self.scenario, "changes": self.changes, **tail}, {}
+        body = {"error": self.error, "response": response, "reasoning": reasoning, "intent": self.intent, **tail}
+        return AGENT_ERROR_STATUS.get(self.error["code"], 502), body, _retry_after_header(self.error.get("retry_after"))
+
+
+class JsonWriter:
+    """The buffered route: nothing is written until `done`, then one JSON object."""
+
+    heartbeat = False
+
+    def __init__(self, intent: str) -> None:
+        self.collector = Collector(intent)
+
+    async def begin(self, send: Send) -> None:
+        pass
+
+    async def write(self, send: Send, entry: Entry) -> None:
+        event = entry[1]
+        assert event is not None  # the buffered route reads only runs of this process
+        self.collector.feed(event)
+
+    async def end(self, send: Send) -> None:
+        status, body, headers = self.collector.result()
+        payload = json.dumps(body, ensure_ascii=False).encode()
+        raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+        raw_headers += [(k.encode(), v.encode()) for k, v in headers.items()]
+        await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+        await send({"type": "http.response.body", "body": payload, "more_body": False})
+
+
+async def frames_only(frames: AsyncIterator[bytes]) -> AsyncIterator[Entry]:
+    """A shared log's frames (another process's run) as entries: bytes only."""
     try:
-        async for event in events:
-            kind = event.__class__
-            if kind is Chat:
-                parts.append(event.content)  # type: ignore[attr-defined]
-            elif kind is Reasoning:
-                thinking.append(event.content)  # type: ignore[attr-defined]
-            elif kind is Repair:
-                parts.clear()  # the answer that did not apply; its repair follows
-                result["scenario"], result["changes"] = None, []
-            elif kind is Scenario:
-                result["scenario"], result["changes"] = event.scenario, event.changes  # type: ignore[attr-defined]
-            elif kind is Error:
-                error = event.to_dict()
-            elif kind is Done:
-                result["finish_reason"] = event.finish_reason  # type: ignore[attr-defined]
-                result["usage"] = event.usage  # type: ignore[attr-defined]
-                result["repairs"] = event.repairs  # type: ignore[attr-defined]
+        async for data in frames:
+            yield 0, None, data
     finally:
-        await events.aclose()
-    result["response"] = "".join(parts)
-    result["reasoning"] = "".join(thinking)
-    if error is None:
-        return 200, result, {}
-    body = {"error": error, "response": result["response"], "reasoning": result["reasoning"], "intent": run.intent,
-            "finish_reason": result["finish_reason"], "usage": result["usage"], "repairs": result["repairs"]}
-    return AGENT_ERROR_STATUS.get(error["code"], 502), body, _retry_after_header(error.get("retry_after"))
-
-
-class BufferedRunResponse:
-    """The buffered endpoint: the same run, collected; abandoned if the client leaves."""
-
-    def __init__(self, run: Run, *, shutdown: asyncio.Event, on_close: Callable[[str], None]) -> None:
-        self.run = run
-        self.shutdown = shutdown
-        self.on_close = on_close
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        outcome = Outcome.DISCONNECTED
-        try:
-            collector = asyncio.create_task(collect(self.run))
-            listener = asyncio.create_task(wait_disconnect(receive))
-            stopper = asyncio.create_task(self.shutdown.wait())
-            done, _ = await asyncio.wait({collector, listener, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            if collector in done:
-                outcome = Outcome.COMPLETE
-            elif stopper in done:
-                outcome = Outcome.SHUTDOWN
-                self.run.stop_code = "server_shutdown"
-            await settle({collector, listener, stopper} - done)
-            if outcome == Outcome.COMPLETE:
-                status, body, headers = collector.result()
-            elif outcome == Outcome.SHUTDOWN:
-                error = self.run.stop_events(errors.server_shutdown())[0].to_dict()
-                status, body, headers = 503, {"error": error}, {"retry-after": "2"}
-            else:
-                return
-            payload = json.dumps(body, ensure_ascii=False).encode()
-            raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
-            raw_headers += [(k.encode(), v.encode()) for k, v in headers.items()]
-            await send({"type": "http.response.start", "status": status, "headers": raw_headers})
-            await send({"type": "http.response.body", "body": payload, "more_body": False})
-        finally:
-            self.on_close(outcome)
+        await frames.aclose()  # type: ignore[attr-defined]
