@@ -6,6 +6,7 @@ command as a subprocess where stdout matters).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import socket
@@ -23,7 +24,7 @@ from tests.support.harness import ServerProcess, post_stream, wait_until
 from tests.support.servers import BUFFERED_PATH, HEALTH_PATH, STREAM_PATH, FakeUpstream, LiveApp, Plan
 from web import gate as gate_module
 from web.gate import AccessGuard
-from web.limits import RateLimiter
+from web.limits import RateLimiter, StreamSlots
 
 TOKEN = "tok-0123456789-abcdef"
 BODY = {"message": "hello", "mode": "chat"}
@@ -180,19 +181,43 @@ def test_forwarded_for_with_one_trusted_hop_counts_separately() -> None:
 
 
 def test_rate_limiter_refills_and_bounds_memory() -> None:
-    now = [0.0]
-    limiter = RateLimiter(6, clock=lambda: now[0], max_clients=100)
-    assert [limiter.check("a") for _ in range(6)] == [0] * 6
-    assert limiter.check("a") == 10  # one token every 10 s
-    now[0] += 10
-    assert limiter.check("a") == 0
-    assert limiter.check("a") > 0
-    # A flood from many addresses keeps the table bounded and does not reset "a".
-    for index in range(5000):
-        limiter.check(f"10.0.{index // 256}.{index % 256}")
-        assert len(limiter) <= 100
-    assert limiter.check("a") > 0
-    assert RateLimiter(0).check("x") == 0  # 0 turns it off
+    async def scenario() -> None:
+        now = [0.0]
+        limiter = RateLimiter(6, clock=lambda: now[0], max_clients=100)
+        assert [await limiter.check("a") for _ in range(6)] == [0] * 6
+        assert await limiter.check("a") == 10  # one token every 10 s
+        now[0] += 10
+        assert await limiter.check("a") == 0
+        assert await limiter.check("a") > 0
+        # A flood from many addresses keeps the table bounded and does not reset "a".
+        for index in range(5000):
+            await limiter.check(f"10.0.{index // 256}.{index % 256}")
+            assert len(limiter) <= 100
+        assert await limiter.check("a") > 0
+        assert await RateLimiter(0).check("x") == 0  # 0 turns it off
+
+    asyncio.run(scenario())
+
+
+def test_stream_slots_count_runs_not_calls() -> None:
+    async def scenario() -> None:
+        slots = StreamSlots(2)
+        assert await slots.active() == 0
+        assert await slots.acquire("a") and await slots.acquire("b")
+        assert await slots.acquire("a")  # the same run: no second slot
+        assert not await slots.acquire("c")
+        assert await slots.active() == 2
+        await slots.release("a")
+        await slots.release("a")  # idempotent: one slot freed, not two
+        assert await slots.active() == 1
+        assert await slots.acquire("c")
+        assert not await slots.acquire("d")
+        # Runs admitted together cannot pass the limit between them.
+        many = StreamSlots(10)
+        results = await asyncio.gather(*(many.acquire(f"run-{i}") for i in range(50)))
+        assert results.count(True) == 10 and await many.active() == 10
+
+    asyncio.run(scenario())
 
 
 # -- concurrent streams and output tokens ------------------------------------------------------------
@@ -325,6 +350,130 @@ def test_cors_for_listed_origins_only() -> None:
         denied = post(live.url, headers={"origin": "https://a.example"})
         assert denied.status_code == 401
         assert denied.headers["access-control-allow-origin"] == "https://a.example"
+
+
+def test_allowed_origins_star_allows_every_origin() -> None:
+    """ALLOWED_ORIGINS=* means any page may call the API: the preflight and the request itself."""
+    with LiveApp({"ALLOWED_ORIGINS": "*"}) as live:
+        for origin in ("https://a.example", "https://evil.example", "http://localhost:3000"):
+            response = preflight(live.url, origin)
+            assert response.status_code == 200
+            assert response.headers["access-control-allow-origin"] == "*"
+            simple = post(live.url, headers={"origin": origin})
+            assert simple.status_code == 200, simple.text
+            assert simple.headers["access-control-allow-origin"] == "*"
+            assert "event: done" in simple.text
+
+
+# -- Host and Origin without a socket: the names a deployment answers to -------------------------------
+
+
+async def _ok_app(scope: Any, receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def guard_status(guard: AccessGuard, host: str | None, server: tuple[str, int], origin: str | None = None) -> int:
+    """The status the guard answers a POST to the stream with `Host: host`, over a connection
+    that arrived on `server` (uvicorn's scope["server"]: the socket's local address)."""
+    headers = [(b"host", host.encode())] if host is not None else []
+    if origin is not None:
+        headers.append((b"origin", origin.encode()))
+    scope = {"type": "http", "method": "POST", "path": STREAM_PATH, "scheme": "http", "server": server, "client": ("203.0.113.9", 40000), "headers": headers}
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(guard(scope, receive, send))
+    return next(m["status"] for m in sent if m["type"] == "http.response.start")
+
+
+# A container (Docker's bridge), a LAN address under --host 0.0.0.0, a cloud VM, loopback.
+SERVER_ADDRESSES = [("172.17.0.2", 8000), ("192.168.1.20", 8000), ("10.0.0.5", 8000), ("2001:db8::5", 8000), ("127.0.0.1", 8000), ("::1", 8000)]
+
+
+@pytest.mark.parametrize("server", SERVER_ADDRESSES, ids=[a for a, _ in SERVER_ADDRESSES])
+def test_rebound_names_are_refused_on_every_address(server: tuple[str, int]) -> None:
+    guard = AccessGuard(_ok_app, access_token=None, platform_hosts=())
+    for host in ("rebind.evil.example", "rebind.evil.example:8000", "evil", "localhost.evil.example", "127.0.0.1.nip.io", ""):
+        assert guard_status(guard, host, server) == 403, host
+    address = server[0]
+    literal = f"[{address}]" if ":" in address else address
+    # The address the connection arrived on, any other address (a DNS name cannot be rebound to
+    # look like one), and loopback names.
+    for host in (f"{literal}:8000", literal, "203.0.113.50", "[2001:db8::77]:8000", "localhost:8000", "app.localhost", "127.0.0.1", "[::1]:8000"):
+        assert guard_status(guard, host, server) == 200, host
+    # No Host at all (HTTP/1.0): nothing to check.
+    assert guard_status(guard, None, server) == 200
+
+
+def test_the_machines_own_name_is_accepted_and_looked_up_once_when_needed(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+
+    def gethostname() -> str:
+        calls.append(1)
+        return "Box-7F3A"
+
+    monkeypatch.setattr(gate_module.socket, "gethostname", gethostname)
+    guard = AccessGuard(_ok_app, access_token=None, platform_hosts=())
+    assert calls == []  # not when built
+    assert guard_status(guard, "localhost:8000", ("172.17.0.2", 8000)) == 200
+    assert calls == []  # nor for a name decided without it
+    assert guard_status(guard, "box-7f3a:8000", ("172.17.0.2", 8000)) == 200
+    assert guard_status(guard, "evil.example", ("172.17.0.2", 8000)) == 403
+    assert calls == [1]
+
+
+def test_platform_names_from_the_environment() -> None:
+    env = {
+        "RENDER_EXTERNAL_HOSTNAME": "my-app.onrender.com",
+        "FLY_APP_NAME": "my-fly-app",
+        "HEROKU_APP_DEFAULT_DOMAIN_NAME": "my-heroku-app-0123abcd.herokuapp.com",
+        "RAILWAY_PUBLIC_DOMAIN": "my-app.up.railway.app",
+        "RAILWAY_PRIVATE_DOMAIN": "my-app.railway.internal",
+    }
+    names = gate_module.platform_host_names(env)
+    assert set(names) == {
+        "my-app.onrender.com", "my-fly-app.fly.dev", "my-fly-app.internal", "my-fly-app.flycast",
+        "my-heroku-app-0123abcd.herokuapp.com", "my-app.up.railway.app", "my-app.railway.internal",
+    }
+    assert gate_module.platform_host_names({}) == ()
+    # A value that is not a host name adds nothing.
+    assert gate_module.platform_host_names({"RENDER_EXTERNAL_HOSTNAME": "a b", "FLY_APP_NAME": "x/y", "RAILWAY_PUBLIC_DOMAIN": " "}) == ()
+    guard = AccessGuard(_ok_app, access_token=None, platform_hosts=names)
+    for host in ("my-app.onrender.com", "MY-FLY-APP.fly.dev:443", "my-app.up.railway.app.", "my-heroku-app-0123abcd.herokuapp.com"):
+        assert guard_status(guard, host, ("10.0.0.5", 10000), origin=None) == 200, host
+    assert guard_status(guard, "other-app.onrender.com", ("10.0.0.5", 10000)) == 403
+
+
+def test_platform_names_are_read_when_the_guard_is_built_not_at_import(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLY_APP_NAME", "late-app")
+    guard = AccessGuard(_ok_app, access_token=None)
+    monkeypatch.setenv("FLY_APP_NAME", "later-app")
+    assert guard_status(guard, "late-app.fly.dev", ("172.19.0.3", 8080)) == 200
+    assert guard_status(guard, "later-app.fly.dev", ("172.19.0.3", 8080)) == 403  # read once
+
+
+def test_allowed_hosts_add_names_and_star_turns_the_check_off() -> None:
+    listed = AccessGuard(_ok_app, access_token=None, allowed_hosts=("app.example", "www.app.example"), platform_hosts=("my-app.onrender.com",))
+    for host in ("app.example", "www.app.example:443", "my-app.onrender.com", "localhost"):
+        assert guard_status(listed, host, ("10.0.0.5", 8000)) == 200, host
+    assert guard_status(listed, "evil.example", ("10.0.0.5", 8000)) == 403
+    open_guard = AccessGuard(_ok_app, access_token=None, allowed_hosts=Settings.from_env({"ALLOWED_HOSTS": "*"}).allowed_hosts, platform_hosts=())
+    for server in (("10.0.0.5", 8000), ("127.0.0.1", 8000)):
+        assert guard_status(open_guard, "rebind.evil.example", server) == 200
+
+
+def test_origin_star_lets_any_origin_through_the_guard() -> None:
+    guard = AccessGuard(_ok_app, access_token=None, allowed_origins=Settings.from_env({"ALLOWED_ORIGINS": "*"}).allowed_origins, platform_hosts=())
+    for origin in ("https://evil.example", "null", "http://127.0.0.1:1"):
+        assert guard_status(guard, "localhost:8000", ("127.0.0.1", 8000), origin=origin) == 200
+    # The Host check still applies: a rebound name is refused whatever the origin setting.
+    assert guard_status(guard, "rebind.evil.example", ("127.0.0.1", 8000), origin="http://rebind.evil.example") == 403
 
 
 # -- the API key appears nowhere --------------------------------------------------------------------

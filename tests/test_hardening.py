@@ -1,6 +1,6 @@
-"""Hardening (issue 12, items 1, 9, 10, 11): nobody locks others out, cross-site and rebound
-requests are refused, the rate limit cannot be dodged with a forged X-Forwarded-For, and
-every response carries the security headers.
+"""Hardening: nobody locks others out, cross-site and rebound requests are refused, the rate
+limit cannot be dodged with a forged X-Forwarded-For nor by walking an IPv6 /64, and every
+response carries the security headers.
 
 Over real sockets (the Procfile's command where stdout matters, LiveApp otherwise); the few
 checks of scope fields that a loopback socket cannot produce (a server reached on a public
@@ -27,6 +27,7 @@ from tests.support.harness import ServerProcess, assert_well_formed, parse_raw_r
 from tests.support.servers import BUFFERED_PATH, HEALTH_PATH, STREAM_PATH, FakeUpstream, LiveApp, Plan
 from web.client_address import client_address
 from web.gate import AccessGuard, Gate
+from web.limits import RateLimiter
 
 BODY = {"message": "hello", "mode": "chat"}
 
@@ -256,8 +257,10 @@ async def _ok_app(scope: Any, receive: Any, send: Any) -> None:
 @pytest.mark.parametrize(
     "server, headers, scheme, expected",
     [
-        # A PaaS deploy (bound to 0.0.0.0, reached on a public address): any Host, no setting.
-        (("10.0.0.5", 8000), {"host": "evil.example"}, "http", 200),
+        # A PaaS deploy (bound to 0.0.0.0, reached on a private address), known as app.example
+        # (the platform's variable): its own name, never a rebound one.
+        (("10.0.0.5", 8000), {"host": "evil.example"}, "http", 403),
+        (("10.0.0.5", 8000), {"host": "app.example"}, "http", 200),
         (("10.0.0.5", 8000), {"host": "app.example", "origin": "https://app.example", "x-forwarded-proto": "https"}, "http", 200),
         (("10.0.0.5", 8000), {"host": "app.example:8443", "origin": "https://app.example:8443"}, "https", 200),
         (("10.0.0.5", 8000), {"host": "app.example", "origin": "https://evil.example", "x-forwarded-proto": "https"}, "http", 403),
@@ -265,15 +268,15 @@ async def _ok_app(scope: Any, receive: Any, send: Any) -> None:
         (("10.0.0.5", 8000), {"host": "app.example", "origin": "https://app.example", "x-forwarded-proto": "https, http"}, "http", 200),
         (("10.0.0.5", 8000), {"host": "app.example", "origin": "https://app.example"}, "http", 200),  # a proxy ended TLS and said nothing
         (("10.0.0.5", 8000), {"host": "app.example", "origin": "http://app.example"}, "https", 403),  # an http page calling the https server
-        # Loopback: only loopback names.
+        # Loopback: loopback names, and the deploy's own.
         (("127.0.0.1", 8000), {"host": "evil.example"}, "http", 403),
         (("::1", 8000), {"host": "evil.example"}, "http", 403),
         (("::1", 8000), {"host": "[::1]:8000", "origin": "http://[::1]:8000"}, "http", 200),
         (("::ffff:127.0.0.1", 8000), {"host": "evil.example"}, "http", 403),
     ],
 )
-def test_guard_decides_by_the_address_the_connection_arrived_on(server: tuple[str, int], headers: dict[str, str], scheme: str, expected: int) -> None:
-    guard = AccessGuard(_ok_app, access_token=None)
+def test_guard_refuses_rebound_names_whatever_address_the_connection_arrived_on(server: tuple[str, int], headers: dict[str, str], scheme: str, expected: int) -> None:
+    guard = AccessGuard(_ok_app, access_token=None, platform_hosts=("app.example",))
     status, _, _, _ = asyncio.run(call(guard, http_scope(STREAM_PATH, headers, server, scheme)))
     assert status == expected
 
@@ -324,6 +327,44 @@ def test_forged_forwarded_for_cannot_dodge_the_rate_limit() -> None:
 def test_client_address(headers: list[tuple[bytes, bytes]], hops: int, expected: str) -> None:
     assert client_address({"client": ("192.0.2.1", 5000), "headers": headers}, hops) == expected
     assert client_address({"client": None, "headers": []}, hops) == "unknown"
+
+
+@pytest.mark.parametrize(
+    "peer, headers, hops, expected",
+    [
+        # Every address of one /64 is one client: the low 64 bits are the client's to choose.
+        ("2001:db8:1:2::1", [], 0, "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff:eeee:dddd:cccc", [], 0, "2001:db8:1:2::/64"),
+        ("2001:db8:1:3::1", [], 0, "2001:db8:1:3::/64"),
+        ("::ffff:192.0.2.7", [], 0, "192.0.2.7"),
+        ("fe80::1%eth0", [], 0, "fe80::/64"),
+        ("192.0.2.1", [(b"x-forwarded-for", b"2001:db8:aa:bb:1:2:3:4")], 1, "2001:db8:aa:bb::/64"),
+        ("192.0.2.1", [(b"x-forwarded-for", b"[2001:db8:aa:bb::9]:443")], 1, "2001:db8:aa:bb::/64"),
+        ("192.0.2.1", [(b"x-forwarded-for", b"2001:db8:aa:bb::9, ::ffff:203.0.113.5")], 1, "203.0.113.5"),
+        ("192.0.2.1", [(b"x-forwarded-for", b"not:an:address")], 1, "not:an:address"),
+        ("::1", [], 0, "::/64"),
+    ],
+)
+def test_ipv6_clients_are_counted_by_their_64(peer: str, headers: list[tuple[bytes, bytes]], hops: int, expected: str) -> None:
+    assert client_address({"client": (peer, 5000), "headers": headers}, hops) == expected
+
+
+def test_one_ipv6_64_shares_one_rate_limit_bucket() -> None:
+    """A client that walks its /64 (a new address per request) still meets the limit; a
+    neighbouring /64 has its own bucket."""
+
+    async def statuses() -> tuple[list[int], int]:
+        limiter = RateLimiter(3, clock=lambda: 0.0)
+        waits = []
+        for index in range(5):
+            scope = {"client": (f"2001:db8:1:2::{index + 1:x}", 5000), "headers": []}
+            waits.append(await limiter.check(client_address(scope, 0)))
+        other = await limiter.check(client_address({"client": ("2001:db8:1:3::1", 5000), "headers": []}, 0))
+        return waits, other
+
+    waits, other = asyncio.run(statuses())
+    assert waits[:3] == [0, 0, 0] and all(w > 0 for w in waits[3:])
+    assert other == 0
 
 
 def test_forwarded_hops_setting() -> None:

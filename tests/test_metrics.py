@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import upstream_env
 from tests.support.harness import wait_until
 from tests.support.servers import BUFFERED_PATH, STREAM_PATH, FakeUpstream, LiveApp, Plan, iter_frames
-from web.metrics import ERROR_CODES, TTFT_BUCKETS, Metrics
+from web.metrics import ERROR_CODES, FALLBACK_FEATURES, MAX_GENAI_LABEL_VALUES, TTFT_BUCKETS, Metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 BODY = {"message": "hello", "mode": "chat"}
@@ -30,7 +30,19 @@ FAMILIES = {
     "scenario_agent_output_tokens": "counter",
     "scenario_agent_reasoning_tokens": "counter",
     "scenario_agent_upstream_requests": "counter",
+    "scenario_agent_resumes": "counter",
+    "scenario_agent_run_lost": "counter",
+    "scenario_agent_shared_state_fallbacks": "counter",
+    "gen_ai_client_operation_duration_seconds": "histogram",
+    "gen_ai_client_operation_time_to_first_chunk_seconds": "histogram",
+    "gen_ai_client_token_usage": "histogram",
 }
+
+# OpenTelemetry's GenAI client metrics (semantic conventions, gen-ai-metrics.md): the advised
+# ExplicitBucketBoundaries, written out here rather than imported, so a change to the module
+# cannot move both sides at once.
+SPEC_SECONDS_BOUNDARIES = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92]
+SPEC_TOKEN_BOUNDARIES = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864]
 
 
 def scrape(url: str, headers: dict[str, str] | None = None) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -80,7 +92,9 @@ def test_metrics_follow_offline_traffic() -> None:
     assert counts == sorted(counts)
     assert TTFT_BUCKETS[0] == 0.05 and TTFT_BUCKETS[-1] == 60.0
     assert value(after, "scenario_agent_output_tokens_total") > value(before, "scenario_agent_output_tokens_total")
-    assert upstream_total(after) == 0  # the offline model has no upstream
+    # The offline model is an OpenAI-compatible server on loopback: one request to it per run.
+    assert upstream_total(after) - upstream_total(before) == 4
+    assert value(after, "scenario_agent_upstream_requests_total", status="200") == 4
 
 
 def test_metrics_count_upstream_requests_errors_and_usage() -> None:
@@ -112,7 +126,7 @@ def test_metrics_count_disconnects_and_rate_limit_rejections() -> None:
                     for _, kind, _ in iter_frames(response):
                         if kind == "chat":
                             break  # leave mid-answer
-            assert wait_until(lambda: live.service.active_streams == 0, 5)
+            assert live.wait_no_streams(5) == 0
             fake.push(Plan(tokens=["ok"]))
             assert httpx.post(live.url + BUFFERED_PATH, json=BODY, timeout=10).status_code == 200
             limited = httpx.post(live.url + BUFFERED_PATH, json=BODY, timeout=10)
@@ -201,3 +215,116 @@ def test_scrape_is_cheap() -> None:
     for _ in range(100):
         metrics.render(3)
     assert (time.perf_counter() - started) / 100 < 0.005  # well under 5 ms a scrape
+
+
+# -- OpenTelemetry GenAI client metrics, and the run counters ----------------------------------------------
+
+
+def families_of(text: str) -> dict[str, object]:
+    return {f.name: f for f in text_string_to_metric_families(text)}
+
+
+def bounds_of(family: object, **labels: str) -> list[float]:
+    """The finite `le` boundaries of one series of a histogram family, in order."""
+    les = [s.labels["le"] for s in family.samples if s.name.endswith("_bucket") and all(s.labels.get(k) == v for k, v in labels.items())]  # type: ignore[attr-defined]
+    assert les[-1] == "+Inf"
+    return [float(le) for le in les[:-1]]
+
+
+def test_genai_families_have_the_conventions_names_units_labels_and_buckets() -> None:
+    metrics = Metrics()
+    metrics.record_genai("chat", "openai", 1.5, 0.3, 850, 120, request_model="gpt-4o-mini")
+    text = metrics.render(0)
+    families = families_of(text)
+    for name in ("gen_ai_client_operation_duration_seconds", "gen_ai_client_operation_time_to_first_chunk_seconds", "gen_ai_client_token_usage"):
+        assert families[name].type == "histogram", name  # type: ignore[attr-defined]
+    # The unit is in the name, as OpenTelemetry's Prometheus exporters write it: `s` -> _seconds,
+    # `{token}` -> nothing; and in the HELP text, with the conventions' metric name.
+    assert "gen_ai.client.operation.duration" in text and "gen_ai.client.token.usage, {token}" in text
+    labels = {"gen_ai_operation_name": "chat", "gen_ai_provider_name": "openai", "gen_ai_request_model": "gpt-4o-mini"}
+    assert bounds_of(families["gen_ai_client_operation_duration_seconds"], **labels) == SPEC_SECONDS_BOUNDARIES
+    assert bounds_of(families["gen_ai_client_operation_time_to_first_chunk_seconds"], **labels) == SPEC_SECONDS_BOUNDARIES
+    for token_type in ("input", "output"):
+        assert bounds_of(families["gen_ai_client_token_usage"], gen_ai_token_type=token_type, **labels) == SPEC_TOKEN_BOUNDARIES
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples}  # type: ignore[attr-defined]
+
+    def sample(name: str, **extra: str) -> float:
+        return samples[(name, tuple(sorted({**labels, **extra}.items())))]
+
+    assert sample("gen_ai_client_operation_duration_seconds_sum", error_type="") == 1.5
+    assert sample("gen_ai_client_operation_duration_seconds_bucket", error_type="", le="1.28") == 0
+    assert sample("gen_ai_client_operation_duration_seconds_bucket", error_type="", le="2.56") == 1
+    assert sample("gen_ai_client_operation_time_to_first_chunk_seconds_bucket", error_type="", le="0.32") == 1
+    assert sample("gen_ai_client_token_usage_sum", gen_ai_token_type="input") == 850
+    assert sample("gen_ai_client_token_usage_bucket", gen_ai_token_type="input", le="256.0") == 0
+    assert sample("gen_ai_client_token_usage_bucket", gen_ai_token_type="input", le="1024.0") == 1
+    assert sample("gen_ai_client_token_usage_bucket", gen_ai_token_type="output", le="256.0") == 1
+    assert sample("gen_ai_client_token_usage_count", gen_ai_token_type="output") == 1
+
+
+def test_genai_records_only_what_is_known() -> None:
+    """No first chunk (an error before it): no time-to-first-chunk; unknown token counts: no usage."""
+    metrics = Metrics()
+    metrics.record_genai("chat", "openai", 0.05, None, None, None, error_type="upstream_unavailable")
+    families = families_of(metrics.render(0))
+    duration = families["gen_ai_client_operation_duration_seconds"]
+    counts = [s for s in duration.samples if s.name.endswith("_count")]  # type: ignore[attr-defined]
+    assert [(s.labels["error_type"], s.value) for s in counts] == [("upstream_unavailable", 1)]
+    assert families["gen_ai_client_operation_time_to_first_chunk_seconds"].samples == []  # type: ignore[attr-defined]
+    assert families["gen_ai_client_token_usage"].samples == []  # type: ignore[attr-defined]
+    metrics.record_genai("chat", "openai", 1.0, 0.2, 0, 3, error_type="made_up")
+    error_types = {s.labels["error_type"] for s in families_of(metrics.render(0))["gen_ai_client_operation_duration_seconds"].samples}  # type: ignore[attr-defined]
+    assert error_types == {"upstream_unavailable", "other"}
+
+
+def test_genai_labels_stay_a_bounded_set() -> None:
+    metrics = Metrics()
+    for index in range(50):
+        metrics.record_genai("chat", f"provider-{index}", 0.1, 0.05, 1, 1, request_model=f"model-{index}")
+    metrics.record_genai("chat", 'evil"} 1\nx', 0.1, None, 1, 1)
+    families = families_of(metrics.render(0))
+    providers = {s.labels["gen_ai_provider_name"] for s in families["gen_ai_client_token_usage"].samples}  # type: ignore[attr-defined]
+    models = {s.labels["gen_ai_request_model"] for s in families["gen_ai_client_token_usage"].samples}  # type: ignore[attr-defined]
+    assert len(providers) == MAX_GENAI_LABEL_VALUES + 1 and "_OTHER" in providers
+    assert len(models) == MAX_GENAI_LABEL_VALUES + 2 and {"_OTHER", ""} <= models
+
+
+def test_run_counters_and_fallbacks() -> None:
+    metrics = Metrics()
+    families = families_of(metrics.render(0))
+    fallbacks = {s.labels["feature"]: s.value for s in families["scenario_agent_shared_state_fallbacks"].samples}  # type: ignore[attr-defined]
+    assert fallbacks == {feature: 0 for feature in FALLBACK_FEATURES}  # every feature has a series from the start
+    for _ in range(3):
+        metrics.record_resume()
+    metrics.record_run_lost()
+    metrics.record_fallback("rate_limit")
+    metrics.record_fallback("rate_limit")
+    metrics.record_fallback("budget")
+    metrics.record_fallback("made-up feature")
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families_of(metrics.render(0)).values() for s in f.samples}  # type: ignore[attr-defined]
+    assert samples[("scenario_agent_resumes_total", ())] == 3
+    assert samples[("scenario_agent_run_lost_total", ())] == 1
+    assert samples[("scenario_agent_shared_state_fallbacks_total", (("feature", "rate_limit"),))] == 2
+    assert samples[("scenario_agent_shared_state_fallbacks_total", (("feature", "budget"),))] == 1
+    assert samples[("scenario_agent_shared_state_fallbacks_total", (("feature", "other"),))] == 1
+    assert samples[("scenario_agent_shared_state_fallbacks_total", (("feature", "join"),))] == 0
+
+
+def test_genai_metrics_follow_upstream_traffic() -> None:
+    """One answer from the model: one operation, its time to first chunk, and the server's usage
+    (the fake reports prompt_tokens 7, completion_tokens = its token count)."""
+    with FakeUpstream() as fake:
+        with LiveApp(upstream_env(fake)) as live:
+            fake.push(Plan(tokens=["a", "b", "c", "d", "e"], first_delay_ms=50))
+            assert httpx.post(live.url + STREAM_PATH, json=BODY, timeout=15).status_code == 200
+            assert live.wait_no_streams(5) == 0
+            after = scrape(live.url)
+
+    def total(name: str, **labels: str) -> float:
+        return sum(v for (n, ls), v in after.items() if n == name and all(dict(ls).get(k) == x for k, x in labels.items()))
+
+    assert total("gen_ai_client_operation_duration_seconds_count", gen_ai_operation_name="chat") == 1
+    assert total("gen_ai_client_operation_time_to_first_chunk_seconds_count", gen_ai_operation_name="chat") == 1
+    assert total("gen_ai_client_operation_time_to_first_chunk_seconds_sum") >= 0.05
+    assert total("gen_ai_client_token_usage_sum", gen_ai_token_type="input") == 7
+    assert total("gen_ai_client_token_usage_sum", gen_ai_token_type="output") == 5

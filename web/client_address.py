@@ -10,9 +10,15 @@ the client and may be invented. (uvicorn's own proxy-header handling, with
 With `trusted_hops` proxies in front of the app (FORWARDED_TRUSTED_HOPS; 1 behind a PaaS
 router), the socket's peer is the last of them, and the client is the entry `trusted_hops`
 from the right of [X-Forwarded-For entries..., peer]. With 0, the header is ignored.
+
+An IPv6 client is counted by its /64, the prefix a single home or host is given (RFC 6177,
+RFC 7421): within it the client chooses the low 64 bits freely, so one address each would be
+a fresh rate-limit bucket per request. An IPv4-mapped IPv6 address counts as the IPv4 one.
 """
 
 from __future__ import annotations
+
+import ipaddress
 
 from starlette.types import Scope
 
@@ -27,7 +33,7 @@ def client_address(scope: Scope, trusted_hops: int) -> str:
     the right, at most `trusted_hops` times.
     """
     client = scope.get("client")
-    peer = client[0] if client else "unknown"
+    peer = client_key(client[0]) if client else "unknown"
     if trusted_hops <= 0:
         return peer
     values = [value for name, value in scope.get("headers", ()) if name == b"x-forwarded-for"]
@@ -38,4 +44,23 @@ def client_address(scope: Scope, trusted_hops: int) -> str:
     # entries[-1] was appended by the proxy nearest to us, entries[-trusted_hops] by the farthest
     # trusted one. Fewer entries than hops: the left-most is all there is.
     chosen = entries[-trusted_hops] if len(entries) >= trusted_hops else entries[0]
-    return chosen.strip()[:MAX_ADDRESS_CHARS] or peer
+    return client_key(chosen.strip()[:MAX_ADDRESS_CHARS]) or peer
+
+
+def client_key(address: str) -> str:
+    """The key an address is counted under: an IPv6 address as its /64 ("2001:db8:1:2::/64"),
+    an IPv4-mapped one as its IPv4 address; anything else unchanged.
+
+    Also read: "[2001:db8::1]" and "[2001:db8::1]:443", which some proxies write."""
+    if ":" not in address:
+        return address  # IPv4, a name, "unknown": nothing to group
+    text = address
+    if text.startswith("["):
+        text = text[1:].partition("]")[0]
+    try:
+        ip = ipaddress.IPv6Address(text.split("%", 1)[0])
+    except ValueError:
+        return address
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.IPv6Network((ip, 64), strict=False))

@@ -8,10 +8,13 @@ started a response. It writes the one log line per request.
 AccessGuard sits inside CORS (so its refusals carry CORS headers for listed origins, and
 preflights are answered by CORS without a token) and decides who may use `/api/*` and
 `/metrics`:
-    403 forbidden_host    the server was reached on a loopback address under a name that is
-                          not a loopback name nor in ALLOWED_HOSTS (DNS rebinding)
+    403 forbidden_host    `Host` is a name this server does not answer to (DNS rebinding): not
+                          a loopback name, not this machine's name, not the platform's name
+                          for the app (PLATFORM_HOST_VARIABLES), not in ALLOWED_HOSTS.
+                          Addresses are always accepted. ALLOWED_HOSTS=* turns the check off
     403 forbidden_origin  `Origin` is present and is neither this server's own origin nor in
-                          ALLOWED_ORIGINS (a cross-site page spending the model budget)
+                          ALLOWED_ORIGINS (a cross-site page spending the model budget);
+                          ALLOWED_ORIGINS=* lets every origin through
     401 unauthorized      APP_ACCESS_TOKEN is set and the request does not carry it
 The page's static files and /openapi.json are left open: they are public, read-only, and
 hold nothing a page on another site could not fetch from anywhere.
@@ -34,9 +37,11 @@ import hashlib
 import hmac
 import ipaddress
 import logging
+import os
+import socket
 import time
 import uuid
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -133,18 +138,44 @@ class Gate:
 
 # -- who may use the API ------------------------------------------------------------------------
 
+# The names a platform gives the app, from the variables it sets in the app's environment:
+# variable -> the names, "{}" being the value. Read once, when the AccessGuard is built (when
+# the app handles its first request; never at import).
+PLATFORM_HOST_VARIABLES: dict[str, tuple[str, ...]] = {
+    "RENDER_EXTERNAL_HOSTNAME": ("{}",),  # Render: <service>.onrender.com
+    "FLY_APP_NAME": ("{}.fly.dev", "{}.internal", "{}.flycast"),  # Fly.io: public, private network, Flycast
+    "HEROKU_APP_DEFAULT_DOMAIN_NAME": ("{}",),  # Heroku, with dyno metadata on (labs:enable runtime-dyno-metadata)
+    "RAILWAY_PUBLIC_DOMAIN": ("{}",),  # Railway: <service>.up.railway.app, once a domain is generated
+    "RAILWAY_PRIVATE_DOMAIN": ("{}",),  # Railway's private network: <service>.railway.internal
+}
+
+
+def platform_host_names(env: Mapping[str, str]) -> tuple[str, ...]:
+    """The host names the platform's variables in `env` give the app (PLATFORM_HOST_VARIABLES)."""
+    names: list[str] = []
+    for variable, patterns in PLATFORM_HOST_VARIABLES.items():
+        value = env.get(variable, "").strip().lower().rstrip(".")
+        if value and all(part.isalnum() or part in "-." for part in value):  # a name, nothing else
+            names.extend(pattern.format(value) for pattern in patterns)
+    return tuple(names)
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        ip = ipaddress.ip_address(text.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
 
 def is_loopback_address(address: str) -> bool:
     """True for 127.0.0.0/8, ::1 (and ::ffff:127.x), and the name "localhost"."""
     if address.lower() == "localhost":
         return True
-    try:
-        ip = ipaddress.ip_address(address.strip("[]").split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_loopback
+    ip = _ip(address)
+    return ip is not None and ip.is_loopback
 
 
 def is_loopback_name(hostname: str) -> bool:
@@ -162,13 +193,32 @@ def _split_authority(authority: str) -> tuple[str, int | None] | None:
 
 
 class AccessGuard:
-    """Innermost middleware: the Host, Origin and access-token checks for `/api/*` and `/metrics` (see the module doc)."""
+    """Innermost middleware: the Host, Origin and access-token checks for `/api/*` and `/metrics` (see the module doc).
 
-    def __init__(self, app: ASGIApp, *, access_token: str | None, allowed_origins: Iterable[str] = (), allowed_hosts: Iterable[str] = ()) -> None:
+    `allowed_hosts`: ALLOWED_HOSTS ("*": no Host check). `platform_hosts`: the names the
+    platform gives the app; None (the default): read from the process environment's
+    PLATFORM_HOST_VARIABLES now. `allowed_origins`: ALLOWED_ORIGINS ("*": any origin).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        access_token: str | None,
+        allowed_origins: Iterable[str] = (),
+        allowed_hosts: Iterable[str] = (),
+        platform_hosts: Iterable[str] | None = None,
+    ) -> None:
         self.app = app
         self.access_digest = _digest(access_token.encode()) if access_token else None
         self.allowed_origins = frozenset(o.rstrip("/") for o in allowed_origins)
-        self.allowed_hosts = frozenset(h.lower() for h in allowed_hosts)
+        self.any_origin = "*" in self.allowed_origins
+        allowed = {h.lower().rstrip(".") for h in allowed_hosts}
+        self.any_host = "*" in allowed
+        if platform_hosts is None:
+            platform_hosts = platform_host_names(os.environ)
+        self.known_hosts = frozenset(allowed | {h.lower().rstrip(".") for h in platform_hosts})
+        self._machine_names: frozenset[str] | None = None  # this machine's name, looked up on first need
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not is_guarded(scope["path"]):
@@ -192,7 +242,7 @@ class AccessGuard:
                 origin = value.decode("latin-1")
             elif name == b"x-forwarded-proto":
                 forwarded_proto = value.decode("latin-1")
-        if host is not None and not self._host_allowed(scope, host):
+        if host is not None and not self._host_allowed(host):
             return 403, "forbidden_host", "This server does not answer to that Host name (set ALLOWED_HOSTS to add one).", {}
         if origin is not None and not self._origin_allowed(scope, origin, host, forwarded_proto):
             return 403, "forbidden_origin", "Requests from other sites are refused (set ALLOWED_ORIGINS to allow one).", {}
@@ -200,22 +250,38 @@ class AccessGuard:
             return 401, "unauthorized", "This server needs an access token: send 'Authorization: Bearer <token>'.", {"www-authenticate": "Bearer"}
         return None
 
-    def _host_allowed(self, scope: Scope, host: str) -> bool:
-        # Only a server reached on a loopback address can be the target of DNS rebinding from
-        # the user's own browser; a PaaS deploy is reached on its public name and keeps working.
-        server = scope.get("server")
-        if not server or not is_loopback_address(str(server[0])):
-            return True
-        if "*" in self.allowed_hosts:
+    def _host_allowed(self, host: str) -> bool:
+        # DNS rebinding: a page on evil.example has its name re-resolved to this server's address
+        # (loopback, a LAN or container address) and calls it as its own origin, so its requests
+        # carry `Host: evil.example`. Only a name can be rebound: a Host that is an address means
+        # the page's origin is that address, i.e. a page this server (or the machine at that
+        # address) served, so every address is accepted (a LAN client using the machine's
+        # address, `docker run -p` reached by the host's address). A name must be one this
+        # deployment is known by.
+        if self.any_host:
             return True
         authority = _split_authority(host)
         if authority is None:
             return False
-        hostname = authority[0]
-        return is_loopback_name(hostname) or hostname in self.allowed_hosts
+        hostname = authority[0].rstrip(".")
+        if _ip(hostname) is not None or is_loopback_name(hostname) or hostname in self.known_hosts:
+            return True
+        return hostname in self.machine_names()
+
+    def machine_names(self) -> frozenset[str]:
+        """This machine's own name (a container's is its id; a LAN host's, its hostname), looked up
+        once, on the first request whose Host needs it: socket.gethostname() is a system call,
+        never a DNS query."""
+        if self._machine_names is None:
+            try:
+                name = socket.gethostname().lower().rstrip(".")
+            except OSError:
+                name = ""
+            self._machine_names = frozenset({name} if name else ())
+        return self._machine_names
 
     def _origin_allowed(self, scope: Scope, origin: str, host: str | None, forwarded_proto: str | None) -> bool:
-        if origin.rstrip("/") in self.allowed_origins:
+        if self.any_origin or origin.rstrip("/") in self.allowed_origins:
             return True
         if host is None:
             return False  # no Host to compare with: only a listed origin is known
