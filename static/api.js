@@ -5,9 +5,12 @@
 // Every /api/ request carries `Authorization: Bearer <token>` once the user
 // has given a token (kept in sessionStorage only).
 
-import { createSSEParser } from "./sse.js";
+import { createSSEParser, runIdFromLocation } from "./sse.js";
 
 export const STREAM_URL = "/api/agent/scenario/stream";
+/** A run's join URL (GET, with Last-Event-ID) and its stop URL (DELETE). */
+export const runStreamUrl = (runId) => `/api/agent/scenario/runs/${encodeURIComponent(runId)}/stream`;
+export const runUrl = (runId) => `/api/agent/scenario/runs/${encodeURIComponent(runId)}`;
 export const BUFFERED_URL = "/api/agent/scenario";
 export const HEALTH_URL = "/api/agent/scenario/stream/health";
 const TOKEN_KEY = "scenario-agent:token";
@@ -135,25 +138,71 @@ async function postJSON(url, body, signal, extraHeaders = {}) {
  * POST the request and read the SSE stream.
  *
  * Callbacks (all optional), each given `t` = ms since the request started:
- *   onResponse({status, requestId, t})       headers arrived (2xx only)
+ *   onResponse({status, requestId, runId, t})  headers arrived (2xx only); runId from the
+ *                                              Content-Location header (null when absent)
  *   onChunk({bytes, t})                        one reader.read() result
- *   onEvent({type, data, id, t})               one SSE event (raw data text)
+ *   onEvent({type, data, id, t})               one SSE event (raw data text, its SSE id)
  *   onComment({text, t})                       one comment line, e.g. " ping"
+ *   onRetry(ms)                                the stream's `retry:` hint
  *
- * Resolves to {requestId, t0} when the body ends; rejects with an
- * ApiError for an HTTP error or network loss, or the AbortError when `signal`
- * aborts (the partial results were already delivered through the callbacks).
+ * Resolves to {requestId, runId, t0} when the body ends; rejects with an ApiError for an HTTP
+ * error or network loss (code "network"), or the AbortError when `signal` aborts (the partial
+ * results were already delivered through the callbacks).
  */
-export async function streamAgent(body, { signal, onResponse, onChunk, onEvent, onComment } = {}) {
+export async function streamAgent(body, options = {}) {
   const t0 = now();
-  const res = await postJSON(STREAM_URL, body, signal, { Accept: "text/event-stream" });
+  const res = await postJSON(STREAM_URL, body, options.signal, { Accept: "text/event-stream" });
+  return readEventStream(res, t0, options);
+}
+
+/**
+ * Join run `runId` after frame `after` (GET its stream with `Last-Event-ID: <runId>-<after>`):
+ * the frames after it are replayed, then it goes on live. Same callbacks and result as
+ * streamAgent, plus `status`; a run the server no longer has is `{status: 204}` with nothing
+ * read. A join from before what the server kept rejects with its 409 (`run_log_truncated`).
+ */
+export async function joinRun(runId, after, options = {}) {
+  const t0 = now();
+  let res;
+  try {
+    res = await fetch(runStreamUrl(runId), {
+      headers: headers({ Accept: "text/event-stream", "Last-Event-ID": `${runId}-${Math.max(0, after | 0)}` }),
+      signal: options.signal,
+      cache: "no-store",
+    });
+  } catch (err) {
+    if (isAbort(err, options.signal)) throw err;
+    throw networkError(err);
+  }
+  if (res.status === 204) return { status: 204, requestId: res.headers.get("X-Request-ID"), runId, t0 };
+  const result = await readEventStream(res, t0, options, runId);
+  return { ...result, status: res.status };
+}
+
+/**
+ * Stop run `runId` on the server (DELETE; 204 whether or not it still runs). `keepalive` lets
+ * the request out even when the page is going away. Never rejects: a Stop that cannot reach
+ * the server still stops reading, and the server cancels a run nobody reads after its grace.
+ */
+export async function cancelRun(runId) {
+  try {
+    const res = await fetch(runUrl(runId), { method: "DELETE", headers: headers(), keepalive: true, cache: "no-store" });
+    return res.status;
+  } catch {
+    return 0;
+  }
+}
+
+async function readEventStream(res, t0, { signal, onResponse, onChunk, onEvent, onComment, onRetry } = {}, knownRunId = null) {
   const requestId = res.headers.get("X-Request-ID");
   if (!res.ok) throw await errorFromResponse(res);
-  if (onResponse) onResponse({ status: res.status, requestId, t: now() - t0 });
+  const runId = runIdFromLocation(res.headers.get("Content-Location")) || knownRunId;
+  if (onResponse) onResponse({ status: res.status, requestId, runId, t: now() - t0 });
 
   const parser = createSSEParser({
     onEvent: (e) => onEvent && onEvent({ ...e, t: now() - t0 }),
     onComment: (text) => onComment && onComment({ text, t: now() - t0 }),
+    onRetry: (ms) => onRetry && onRetry(ms),
   });
   const reader = res.body.getReader();
   const stopReading = () => reader.cancel().catch(() => {});
@@ -176,7 +225,7 @@ export async function streamAgent(body, { signal, onResponse, onChunk, onEvent, 
   } finally {
     if (signal) signal.removeEventListener("abort", stopReading);
   }
-  return { requestId, t0 };
+  return { requestId, runId, t0 };
 }
 
 /**

@@ -106,3 +106,62 @@ export function resolveChangePaths(changes, before) {
     return { ...c, path: pointer([...parts.slice(0, dash), index, ...parts.slice(dash + 1)]) };
   });
 }
+
+// ---- two versions: edits of one another, or different scenarios ------------------------
+
+/** Below this share of common values, two versions with different titles are different
+ *  scenarios (a Create, a sample or an import replacing the one before), not edits. */
+export const SHARED_FOR_AN_EDIT = 0.5;
+
+/** Every scalar value of a document (strings trimmed, empty ones left out), as a multiset. */
+function leafValues(doc, out = new Map()) {
+  if (Array.isArray(doc)) for (const v of doc) leafValues(v, out);
+  else if (isPlainObject(doc)) for (const v of Object.values(doc)) leafValues(v, out);
+  else if (doc !== null && doc !== undefined) {
+    const key = typeof doc === "string" ? `s:${doc.trim()}` : `${typeof doc}:${String(doc)}`;
+    if (key !== "s:") out.set(key, (out.get(key) || 0) + 1);
+  }
+  return out;
+}
+
+/**
+ * Are `a` and `b` edits of one another, or different scenarios? Different when their titles
+ * differ and fewer than half of their values (every string and number, wherever it sits) are
+ * shared, counted against the larger of the two. A rename keeps nearly every value; "make it
+ * harder" keeps the title; a Create shares almost nothing. Returns {relation: "edit" |
+ * "different", shared} (shared: 0..1).
+ */
+export function versionRelation(a, b) {
+  if (!isPlainObject(a) || !isPlainObject(b)) return { relation: "different", shared: 0 };
+  const va = leafValues(a);
+  const vb = leafValues(b);
+  let common = 0;
+  let na = 0;
+  let nb = 0;
+  for (const n of va.values()) na += n;
+  for (const n of vb.values()) nb += n;
+  for (const [key, n] of va) common += Math.min(n, vb.get(key) || 0);
+  const shared = Math.max(na, nb) === 0 ? 1 : common / Math.max(na, nb);
+  const sameTitle = typeof a.title === "string" && typeof b.title === "string" && a.title.trim() === b.title.trim();
+  return { relation: sameTitle || shared >= SHARED_FOR_AN_EDIT ? "edit" : "different", shared };
+}
+
+/** A title cut to `max` characters at a word boundary, with "…". */
+export function shortTitle(title, max = 32) {
+  const t = typeof title === "string" && title.trim() ? title.trim().replace(/\s+/g, " ") : "(untitled)";
+  if (t.length <= max) return t;
+  const cut = t.slice(0, max - 1);
+  const space = cut.lastIndexOf(" ");
+  return `${(space > max / 2 ? cut.slice(0, space) : cut).replace(/[\s,.:;–-]+$/, "")}…`;
+}
+
+/**
+ * The one line the panel shows when Undo, Redo or a new version moves between two different
+ * scenarios (nothing is highlighted then): "Back to “Code Dark: Ransomware…” (version 3), a
+ * different scenario." `how`: "back" (Undo), "forward" (Redo) or "new".
+ */
+export function differentScenarioLine(how, scenario, versionNumber) {
+  const title = shortTitle(scenario && scenario.title);
+  const lead = how === "back" ? "Back to" : how === "forward" ? "Forward to" : "Now";
+  return `${lead} “${title}” (version ${versionNumber}), a different scenario.`;
+}

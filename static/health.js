@@ -8,8 +8,21 @@ import { ApiError, getHealth } from "./api.js";
 const STATUS_LABELS = {
   ok: "Server ok",
   degraded: "Degraded: recent requests to the model failed",
-  shutting_down: "The server is restarting",
+  // The server knows it is stopping, not whether it will be back: it may be a restart or not.
+  shutting_down: "The server is shutting down",
 };
+
+/**
+ * One tone for the model dot and the status badge, so they never disagree (no green dot beside
+ * a red "Degraded"): ok (a real model, green), offline (the built-in model, amber), warn
+ * (shutting down), bad (degraded, or not reachable), unknown (not known yet).
+ */
+export function healthTone(status, provider) {
+  if (status === "ok") return provider === "offline" ? "offline" : "ok";
+  if (status === "degraded" || status === "down") return "bad";
+  if (status === "shutting_down") return "warn";
+  return "unknown";
+}
 
 /** "3 h 12 min", "5 min", "40 s". */
 export function formatWait(seconds) {
@@ -38,7 +51,7 @@ export function budgetSpentText(secondsLeft) {
 }
 
 /**
- * What the header shows for a health body: {status, label, detail, budgetSpent, budgetText}.
+ * What the header shows for a health body: {status, tone, label, detail, budgetSpent, budgetText}.
  * `budget` is optional ({limit, used, remaining, resets_at}); absent means no budget is set.
  */
 export function healthView(health, nowMs = Date.now()) {
@@ -55,6 +68,7 @@ export function healthView(health, nowMs = Date.now()) {
   }
   return {
     status,
+    tone: healthTone(status, typeof health?.provider === "string" ? health.provider : null),
     label,
     detail,
     budgetSpent,
@@ -77,8 +91,20 @@ const REFRESH_MS = 30_000;
 export function createHealth(els, { withAuth }) {
   let timer = null;
 
-  function showModel(model, provider) {
-    els.modelStatus.dataset.provider = provider || "unknown";
+  let status = "unknown";
+  let provider = null;
+
+  /** The dot and the badge take their one tone from here. */
+  function showTone() {
+    const tone = healthTone(status, provider);
+    els.modelStatus.dataset.tone = tone;
+    els.healthStatus.dataset.tone = tone;
+  }
+
+  function showModel(model, newProvider) {
+    provider = newProvider || null;
+    els.modelStatus.dataset.provider = newProvider || "unknown";
+    showTone();
     if (provider === "offline") {
       els.modelName.textContent = `${model || "offline model"} · built-in offline model`;
       els.offlineNote.hidden = false;
@@ -91,8 +117,10 @@ export function createHealth(els, { withAuth }) {
     }
   }
 
-  function showStatus(status, label, detail = "") {
-    els.healthStatus.dataset.status = status;
+  function showStatus(newStatus, label, detail = "") {
+    status = newStatus;
+    els.healthStatus.dataset.status = newStatus;
+    showTone();
     els.healthStatus.textContent = label;
     els.healthStatus.title = detail;
     els.healthStatus.hidden = !label;
@@ -113,6 +141,7 @@ export function createHealth(els, { withAuth }) {
       showBudget(view.budgetText);
     } catch (err) {
       els.modelStatus.dataset.provider = "down";
+      provider = null;
       const needsToken = err instanceof ApiError && err.code === "unauthorized";
       els.modelName.textContent = needsToken ? "Access token needed" : "Server not reachable";
       showStatus(needsToken ? "unknown" : "down", needsToken ? "" : "Not reachable");

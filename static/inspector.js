@@ -1,19 +1,21 @@
 // The stream inspector: for the last request, timings, every SSE frame as it
-// arrived, and a canvas timeline with one tick per frame. "Compare with
-// buffered" adds a second lane for the same request sent to the buffered
-// endpoint.
+// arrived (with its SSE id, and a marked row where a join resumed the run), and a
+// canvas timeline with one tick per frame. "Compare with buffered" adds a second
+// lane for the same request sent to the buffered endpoint.
 //
 // Per-frame work is a push onto an array; the table and the canvas are
 // brought up to date at most once per animation frame.
 
 const MAX_ROWS = 3000; // the table stops growing here; the timeline keeps every tick
+const MAX_DATA = 2000; // characters of a frame's data kept in its row
+const EXPANDABLE = 48; // longer data is clipped to one line, and expands on a tap
 const TEXT_TYPES = new Set(["chat", "scenario_delta"]);
 
 /** A fresh record of one request. */
 export function newRun(label) {
   return {
     label,
-    frames: [], // {kind: "event"|"comment"|"chunk", type, data, t}
+    frames: [], // {kind: "event"|"comment"|"chunk"|"resume", type, data, t, id}
     tHeaders: null,
     tFirstText: null,
     tLastText: null,
@@ -62,6 +64,7 @@ export function createInspector(root) {
   let stream = null;
   let buffered = null;
   let rowsShown = 0;
+  let numbered = 0; // frame rows so far (a join's marker row has no number)
   let pendingRows = [];
   let scheduled = false;
   let live = false; // drawing with a growing time axis
@@ -79,7 +82,8 @@ export function createInspector(root) {
       const frag = document.createDocumentFragment();
       for (const f of pendingRows) {
         if (rowsShown >= MAX_ROWS) break;
-        frag.appendChild(row(f, rowsShown + 1));
+        if (f.kind !== "resume") numbered += 1;
+        frag.appendChild(row(f, numbered));
         rowsShown += 1;
       }
       pendingRows = [];
@@ -101,16 +105,50 @@ export function createInspector(root) {
 
   function row(f, n) {
     const tr = document.createElement("tr");
+    if (f.kind === "resume") {
+      // Where a join picked the run up again: the frames below came from it.
+      tr.className = "frame-resume";
+      const td = document.createElement("td");
+      td.colSpan = 5;
+      td.textContent = `Joined again at ${Math.round(f.t)} ms with Last-Event-ID: ${f.id}; the frames below are the ones after it.`;
+      tr.appendChild(td);
+      return tr;
+    }
     tr.className = f.kind === "comment" ? "frame-comment" : `frame-${f.type}`;
-    const cellsText = [String(n), String(Math.round(f.t)), f.kind === "comment" ? "(comment)" : f.type, f.kind === "comment" ? `:${f.data}` : f.data];
+    const seq = f.id ? f.id.slice(f.id.lastIndexOf("-") + 1) : "";
+    const cellsText = [String(n), String(Math.round(f.t)), f.kind === "comment" ? "(comment)" : f.type, seq, f.kind === "comment" ? `:${f.data}` : f.data];
     cellsText.forEach((text, i) => {
       const td = document.createElement("td");
-      td.textContent = text.length > 400 ? text.slice(0, 400) + "…" : text;
-      if (i === 3) td.className = "frame-data";
+      const shown = text.length > MAX_DATA ? text.slice(0, MAX_DATA) + "…" : text;
+      if (i === 3) {
+        td.className = "frame-id";
+        if (f.id) td.title = f.id;
+        td.textContent = shown;
+      } else if (i === 4 && shown.length > EXPANDABLE) {
+        // Long data is one clipped line; a tap or click (or Enter) shows all of it, wrapped.
+        td.className = "frame-data";
+        const toggle = document.createElement("button");
+        toggle.type = "button";
+        toggle.className = "frame-toggle";
+        toggle.setAttribute("aria-expanded", "false");
+        toggle.textContent = shown;
+        td.appendChild(toggle);
+      } else {
+        if (i === 4) td.className = "frame-data";
+        td.textContent = shown;
+      }
       tr.appendChild(td);
     });
     return tr;
   }
+
+  tbody.addEventListener("click", (e) => {
+    const toggle = e.target.closest && e.target.closest("button.frame-toggle");
+    if (!toggle) return;
+    const open = toggle.getAttribute("aria-expanded") !== "true";
+    toggle.setAttribute("aria-expanded", String(open));
+    toggle.closest("tr").classList.toggle("expanded", open);
+  });
 
   function setCells(which, run, isBuffered) {
     const c = cells[which];
@@ -130,9 +168,10 @@ export function createInspector(root) {
     setCells("buffered", buffered, true);
     if (stream) {
       let text;
-      if (!stream.outcome) text = "Streaming…";
+      if (!stream.outcome) text = stream.label === "Rejoined" ? "Streaming (joined again after a reload)…" : "Streaming…";
       else if (stream.outcome === "done") text = `Finished (${stream.outcomeDetail || "done"})`;
       else if (stream.outcome === "stopped") text = "Stopped by you";
+      else if (stream.outcome === "interrupted") text = `Interrupted: the connection was lost (${stream.outcomeDetail})`;
       else text = `Ended with an error: ${stream.outcomeDetail}`;
       if (stream.requestId) text += ` · request ${stream.requestId}`;
       outcomeEl.textContent = text;
@@ -221,6 +260,19 @@ export function createInspector(root) {
       for (const f of run.frames) {
         let color;
         let len;
+        if (f.kind === "resume") {
+          // A dashed line across the lane where a join resumed the run.
+          const x = Math.round(xOf(f.t)) + 0.5;
+          ctx.save();
+          ctx.setLineDash([3, 3]);
+          ctx.strokeStyle = col.error;
+          ctx.beginPath();
+          ctx.moveTo(x, top);
+          ctx.lineTo(x, top + laneH - 16);
+          ctx.stroke();
+          ctx.restore();
+          continue;
+        }
         if (f.kind === "comment") {
           color = col.comment;
           len = 0.35;
@@ -310,11 +362,12 @@ export function createInspector(root) {
   const api = {
     /** Start recording a new streamed request; clears the previous one. Returns the run,
      *  which the other calls take so a late report from an older request is ignored. */
-    begin() {
-      stream = newRun("Streamed");
+    begin(label = "Streamed") {
+      stream = newRun(label);
       stream.startedAt = performance.now();
       buffered = null;
       rowsShown = 0;
+      numbered = 0;
       pendingRows = [];
       tbody.replaceChildren();
       framesNote.textContent = "Waiting for the response…";
@@ -328,15 +381,24 @@ export function createInspector(root) {
       stream.requestId = requestId;
       schedule();
     },
-    frame(run, kind, type, data, t) {
+    frame(run, kind, type, data, t, id = "") {
       if (!stream || run !== stream) return;
-      const f = { kind, type, data, t };
+      const f = { kind, type, data, t, id };
       stream.frames.push(f);
       if (kind === "event" && TEXT_TYPES.has(type)) {
         stream.textEvents += 1;
         if (stream.tFirstText === null) stream.tFirstText = t;
         stream.tLastText = t;
       }
+      if (rowsShown + pendingRows.length < MAX_ROWS) pendingRows.push(f);
+      schedule();
+    },
+    /** A join of the run begins here, after frame `id` (its Last-Event-ID). */
+    resumed(run, id, t) {
+      if (!stream || run !== stream) return;
+      const f = { kind: "resume", type: "resume", data: "", t, id };
+      stream.frames.push(f);
+      stream.resumes = (stream.resumes || 0) + 1;
       if (rowsShown + pendingRows.length < MAX_ROWS) pendingRows.push(f);
       schedule();
     },

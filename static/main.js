@@ -4,9 +4,12 @@
 //   health.js          the header: model, server health, a spent token budget
 //   auth.js            the access-token dialog and withAuth()
 //   scenario-panel.js  versions, preview, samples, import/export, JSON editor
-//   conversation.js    messages and the streamed answer (reducer.js + markdown-view.js)
+//   conversation.js    messages, the streamed answer (reducer.js + markdown-view.js), its
+//                      resume (resume.js) and its actions (copy, regenerate, retry, edit)
 //   comparison.js      "Compare with buffered"
 //   inspector.js       timings, frames and the timeline
+//   keys.js            the composer's hint for the input device; Ctrl/Cmd+Z for the scenario
+//   toast.js           the Undo toast of "New conversation"
 //
 // Load order: index.html loads this module only; imports bring in the rest. The "Streaming lab"
 // panel (static/lab.js, static/lab.css) is loaded by index.html on its own and fills
@@ -14,11 +17,13 @@
 
 import { createAuth } from "./auth.js";
 import { createComparison } from "./comparison.js";
-import { createConversation } from "./conversation.js";
+import { copyText, createConversation } from "./conversation.js";
 import { createHealth } from "./health.js";
 import { createInspector } from "./inspector.js";
+import { TOUCH_QUERY, composerHint, shortcutAction } from "./keys.js";
 import { createScenarioPanel } from "./scenario-panel.js";
 import { loadState, saveState } from "./store.js";
+import { createToast } from "./toast.js";
 
 const $ = (id) => document.getElementById(id);
 const MODES = ["auto", "explain", "modify", "create", "chat"];
@@ -46,6 +51,11 @@ function elements() {
     importBtn: "import-btn",
     importFile: "import-file",
     exportBtn: "export",
+    copyJson: "copy-json",
+    hint: "composer-hint",
+    toast: "toast",
+    toastText: "toast-text",
+    toastAction: "toast-action",
     notice: "scenario-notice",
     tabView: "tab-view",
     tabJson: "tab-json",
@@ -96,7 +106,8 @@ function main() {
   const auth = createAuth(els);
   const health = createHealth(els, { withAuth: auth.withAuth });
   const inspector = createInspector($("inspector"));
-  const panel = createScenarioPanel({ els, state, save, announce });
+  const panel = createScenarioPanel({ els, state, save, announce, copyText });
+  const toast = createToast(els);
   let comparison = null;
   const conversation = createConversation({
     els,
@@ -108,6 +119,7 @@ function main() {
     inspector,
     health,
     withAuth: auth.withAuth,
+    toast,
     onBusy: () => comparison && comparison.refresh(),
   });
   comparison = createComparison({
@@ -123,7 +135,35 @@ function main() {
     if (e.key === "Escape" && conversation.busy && !els.tokenDialog.open) {
       e.preventDefault();
       conversation.stop();
+      return;
     }
+    const action = shortcutAction(e, { dialogOpen: els.tokenDialog.open });
+    if (action && !conversation.busy) {
+      e.preventDefault();
+      if (action === "undo") panel.undo();
+      else panel.redo();
+    }
+  });
+
+  // The hint names only keys the device has: none on a touch screen (no Esc, no Shift+Enter).
+  const touch = window.matchMedia(TOUCH_QUERY);
+  const showHint = () => {
+    const text = composerHint(touch.matches);
+    els.hint.textContent = text;
+    els.hint.hidden = !text;
+    if (text) els.input.setAttribute("aria-describedby", "composer-hint");
+    else els.input.removeAttribute("aria-describedby");
+    if (touch.matches) els.stop.removeAttribute("aria-keyshortcuts");
+    else els.stop.setAttribute("aria-keyshortcuts", "Escape");
+  };
+  touch.addEventListener("change", showHint);
+  showHint();
+
+  // Going away (a reload, a closed tab): save now, and leave a running answer to the server,
+  // for this tab's next page to join.
+  window.addEventListener("pagehide", () => {
+    conversation.leave();
+    save();
   });
   els.mode.addEventListener("change", () => {
     state.mode = els.mode.value;
@@ -143,6 +183,7 @@ function main() {
   conversation.renderTranscript();
   panel.init();
   conversation.setBusy(false);
+  conversation.resumeAfterReload();
   health.refresh();
   document.body.dataset.ready = "true";
 }

@@ -2,8 +2,8 @@
 // frame type is tested under `node --test` (tests/js/reducer.test.mjs); conversation.js turns
 // the difference between two states into DOM updates.
 //
-// An event is {type, data, t}: the SSE event name, its JSON payload (already parsed) and the
-// arrival time in ms since the request started. agent/events.py is the source of the shapes:
+// An event is {type, data, t, seq?}: the SSE event name, its JSON payload (already parsed), the
+// arrival time in ms since the request started, and the frame's number from its SSE id. agent/events.py is the source of the shapes:
 //
 //   start {request_id, intent, model, provider}   reasoning {content, withheld?}
 //   chat {content}    scenario_delta {content}    scenario_patch {op, index}
@@ -55,6 +55,27 @@ export function initialState({ scenario = null } = {}) {
     done: null, // the done payload
     cutOff: false, // done.finish_reason == "length": the answer was cut by the output limit
     finished: false,
+    // The number of the last frame applied (from its SSE id, "<run_id>-<seq>"); 0 before any.
+    // A frame whose number is not above it was applied already (a join's replay) and is ignored.
+    seq: 0,
+    resumedAfter: null, // the frame a resumed answer went on from (resumeState)
+  };
+}
+
+/**
+ * The state of an answer continued after a reload: its saved `text` holds every frame up to
+ * `seq`. `applied`: the answer's scenario frame was applied before the reload (a second one is
+ * never applied again).
+ */
+export function resumeState({ scenario = null, text = "", seq = 0, intent = null, applied = false } = {}) {
+  const s = initialState({ scenario });
+  return {
+    ...s,
+    text: typeof text === "string" ? text : "",
+    seq: Number.isInteger(seq) && seq > 0 ? seq : 0,
+    resumedAfter: Number.isInteger(seq) && seq > 0 ? seq : 0,
+    intent: intent || null,
+    result: applied ? { scenario: null, changes: null, earlier: true } : null,
   };
 }
 
@@ -76,10 +97,21 @@ function endThinking(reasoning, t) {
   return { ...reasoning, open: false, endedAt: t ?? reasoning.lastAt };
 }
 
-/** Apply one event. Unknown types and malformed payloads leave the state as it was. */
+/**
+ * Apply one event. Unknown types and malformed payloads leave the state as it was (apart from
+ * `seq`); so does a frame whose `seq` is not above the state's (already applied).
+ */
 export function reduce(state, event) {
-  const data = event && event.data && typeof event.data === "object" ? event.data : null;
-  if (!data || state.finished) return state;
+  if (state.finished || !event) return state;
+  const seq = Number.isInteger(event.seq) && event.seq > 0 ? event.seq : null;
+  if (seq !== null && seq <= state.seq) return state;
+  const next = step(state, event);
+  return seq === null ? next : { ...next, seq };
+}
+
+function step(state, event) {
+  const data = event.data && typeof event.data === "object" ? event.data : null;
+  if (!data) return state;
   const t = typeof event.t === "number" ? event.t : null;
   switch (event.type) {
     case "start":
@@ -133,7 +165,9 @@ export function reduce(state, event) {
       }
     }
     case "scenario": {
-      if (!data.scenario || typeof data.scenario !== "object") return state;
+      // One scenario per answer: a second one (a resumed answer's was applied before the
+      // reload) is not applied again.
+      if (!data.scenario || typeof data.scenario !== "object" || state.result) return state;
       return {
         ...state,
         result: { scenario: data.scenario, changes: Array.isArray(data.changes) ? data.changes : null },

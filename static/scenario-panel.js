@@ -4,7 +4,7 @@
 // conversation.js drives the preview through the returned API; everything else here is the
 // panel's own controls. Scenario text goes into the DOM as text only (scenario-view.js).
 
-import { describeChange, describeChanges, resolveChangePaths } from "./change-words.js";
+import { describeChange, describeChanges, differentScenarioLine, resolveChangePaths, versionRelation } from "./change-words.js";
 import { checkScenarioText, diff, validateScenario } from "./json-tools.js";
 import { changeTarget, createPreview, el, highlightChanges, renderScenario } from "./scenario-view.js";
 import { canRedo, canUndo, currentScenario, pushVersion } from "./store.js";
@@ -15,7 +15,7 @@ const pretty = (value) => JSON.stringify(value, null, 2);
  * Wire the panel. `els`: the page's elements; `state`: the store's state; `save()`: persist it;
  * `announce(text)`: the polite status region. Returns the API conversation.js uses.
  */
-export function createScenarioPanel({ els, state, save, announce }) {
+export function createScenarioPanel({ els, state, save, announce, copyText = null }) {
   const liveJson = createPreview(els.liveJson);
   let editorDirty = false;
   let lastCheck = null;
@@ -93,6 +93,8 @@ export function createScenarioPanel({ els, state, save, announce }) {
     els.undo.disabled = !canUndo(state);
     els.redo.disabled = !canRedo(state);
     els.exportBtn.disabled = !scenario;
+    if (els.copyJson) els.copyJson.disabled = !scenario;
+    showSampleOf(state.versions[state.index]);
     if (!editorDirty) {
       els.editor.value = scenario ? pretty(scenario) : "";
       validateEditor();
@@ -140,35 +142,57 @@ export function createScenarioPanel({ els, state, save, announce }) {
    * A new version from the agent, a sample, an import or the editor. Returns the change list
    * in words ("" when there was nothing to compare with).
    */
-  function accept(scenario, changes, source) {
+  function accept(scenario, changes, source, sample = null) {
     const before = currentScenario(state);
     const list = Array.isArray(changes) ? resolveChangePaths(changes, before) : before ? diff(before, scenario) : [];
     pushVersion(state, scenario, list, source);
-    renderCurrent(list, { before, after: scenario });
+    if (sample) state.versions[state.index].sample = sample;
+    // A different scenario (a Create, a sample or an import replacing the one before): one
+    // line, nothing highlighted; its dozens of "changes" would say nothing.
+    const different = before && versionRelation(before, scenario).relation === "different";
+    renderCurrent(different ? [] : list, { before, after: scenario });
+    if (different) showNotice(differentScenarioLine("new", scenario, state.index + 1));
     save();
     const summary = describeChanges(list, { before, after: scenario });
-    announce(`Scenario updated${summary ? `: ${summary}` : ""}.`);
+    announce(different ? differentScenarioLine("new", scenario, state.index + 1) : `Scenario updated${summary ? `: ${summary}` : ""}.`);
     return summary;
   }
 
-  function undo() {
-    if (!canUndo(state)) return;
+  /** Move to version `index` (Undo, Redo): highlight what differs, unless it is another scenario. */
+  function moveTo(index, how) {
     const from = currentScenario(state);
-    state.index -= 1;
+    state.index = index;
     editorDirty = false;
-    renderCurrent(diff(from, currentScenario(state)), { before: from, after: currentScenario(state) });
-    showNotice(`Back to version ${state.index + 1}.`);
+    const to = currentScenario(state);
+    if (versionRelation(from, to).relation === "different") {
+      renderCurrent([], { before: from, after: to });
+      showNotice(differentScenarioLine(how, to, state.index + 1));
+    } else {
+      renderCurrent(diff(from, to), { before: from, after: to });
+      showNotice(`${how === "back" ? "Back" : "Forward"} to version ${state.index + 1}.`);
+    }
+    announce(els.notice.textContent);
     save();
   }
 
+  function undo() {
+    if (canUndo(state)) moveTo(state.index - 1, "back");
+  }
+
   function redo() {
-    if (!canRedo(state)) return;
-    const from = currentScenario(state);
-    state.index += 1;
-    editorDirty = false;
-    renderCurrent(diff(from, currentScenario(state)), { before: from, after: currentScenario(state) });
-    showNotice(`Forward to version ${state.index + 1}.`);
-    save();
+    if (canRedo(state)) moveTo(state.index + 1, "forward");
+  }
+
+  /**
+   * The Sample box names a sample only while the version shown is that sample as loaded: once
+   * it is renamed, edited or replaced, the box goes back to "Choose a sample…".
+   */
+  function showSampleOf(version) {
+    const want = version && version.source === "sample" && typeof version.sample === "string" ? version.sample : "";
+    if (els.sampleSelect.value === want) return;
+    if (want && ![...els.sampleSelect.options].some((o) => o.value === want)) return;
+    els.sampleSelect.value = want;
+    syncSampleTitle();
   }
 
   // ---- samples --------------------------------------------------------------------------
@@ -189,6 +213,7 @@ export function createScenarioPanel({ els, state, save, announce }) {
         els.sampleSelect.appendChild(opt);
       }
       els.loadSample.disabled = false;
+      showSampleOf(state.versions[state.index]);
     } catch {
       els.sampleSelect.disabled = true;
       els.sampleSelect.options[0].textContent = "No samples available";
@@ -215,7 +240,7 @@ export function createScenarioPanel({ els, state, save, announce }) {
       const check = checkScenarioText(await res.text());
       if (!check.ok) throw new Error(check.syntax ? check.syntax.message : check.errors[0].message);
       editorDirty = false;
-      accept(check.value, [], "sample");
+      accept(check.value, [], "sample", file);
       showNotice(`Loaded the sample “${check.value.title}”.`);
     } catch (err) {
       showNotice(`Could not load the sample: ${err.message}`, "error");
@@ -371,6 +396,18 @@ export function createScenarioPanel({ els, state, save, announce }) {
     });
   });
   els.exportBtn.addEventListener("click", exportScenario);
+  if (els.copyJson && copyText) {
+    els.copyJson.addEventListener("click", async () => {
+      const scenario = currentScenario(state);
+      if (!scenario) return;
+      const ok = await copyText(pretty(scenario) + "\n");
+      els.copyJson.textContent = ok ? "Copied" : "Copy failed";
+      announce(ok ? "The scenario JSON is on the clipboard." : "Could not copy: the browser refused.");
+      setTimeout(() => {
+        els.copyJson.textContent = "Copy JSON";
+      }, 1500);
+    });
+  }
   els.editor.addEventListener("input", onEditorInput);
   els.applyJson.addEventListener("click", applyEditor);
   els.formatJson.addEventListener("click", formatEditor);
@@ -400,6 +437,8 @@ export function createScenarioPanel({ els, state, save, announce }) {
     accept,
     revealChange,
     renderCurrent,
+    undo,
+    redo,
     /** First paint: the saved current version with its changes. */
     init() {
       const current = currentScenario(state);

@@ -182,6 +182,31 @@ export function createEventParser({ onEvent, onComment, onRetry } = {}) {
 }
 
 /**
+ * The server's frame ids: "<run_id>-<seq>" (the run id, then the event's number from 1).
+ * Returns {runId, seq}, or null for an id of any other shape (an empty id, a scripted stream's
+ * ids, a sequence that is not a whole number). The run id is everything before the last "-".
+ *
+ * @param {string} id
+ * @returns {{runId: string, seq: number} | null}
+ */
+export function parseEventId(id) {
+  if (typeof id !== "string") return null;
+  const dash = id.lastIndexOf("-");
+  if (dash <= 0) return null;
+  const runId = id.slice(0, dash);
+  const digits = id.slice(dash + 1);
+  if (!/^[0-9]{1,15}$/.test(digits) || !/^[A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)*$/.test(runId)) return null;
+  return { runId, seq: Number(digits) };
+}
+
+/** The join URL a stream response names in its Content-Location header -> the run id, or null. */
+export function runIdFromLocation(location) {
+  if (typeof location !== "string") return null;
+  const m = /\/api\/agent\/scenario\/runs\/([A-Za-z0-9_-]+)\/stream(?:[?#].*)?$/.exec(location);
+  return m ? m[1] : null;
+}
+
+/**
  * The three stages wired together.
  *
  * @param {object} handlers  same as createEventParser

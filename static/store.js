@@ -3,15 +3,23 @@
 // NOT kept here (api.js keeps it in sessionStorage).
 //
 // Shape (key "scenario-agent:v1"):
-//   { versions: [{scenario, changes, source, at}], index, messages: [...], mode }
+//   { versions: [{scenario, changes, source, at, sample?}], index, messages: [...], mode }
 // A message: {id, role, content, status, intent?, error?, retried?, reasoning?: {text, withheld, ms},
-// cutOff?, changeSummary?, firstChange?: {op, path}}.
+// cutOff?, changeSummary?, firstChange?: {op, path}, run?: {id, seq}, variants?, variant?}.
+// `run`: the server's run the answer came from and the last frame its text holds (to resume
+// it after a reload). `variants`: every answer given to the same question (Regenerate), each an
+// answer's fields (ANSWER_FIELDS); `variant` is the one shown, whose fields are the message's own.
 
 export const STORAGE_KEY = "scenario-agent:v1";
 export const MAX_VERSIONS = 50;
 export const MAX_MESSAGES = 200;
 
-const MESSAGE_STATUSES = new Set(["complete", "stopped", "error", "streaming"]);
+// "interrupted": the connection was lost and the answer could not be joined again in time.
+const MESSAGE_STATUSES = new Set(["complete", "stopped", "error", "streaming", "interrupted"]);
+
+/** The fields that make one answer (what a variant keeps). */
+export const ANSWER_FIELDS = ["content", "status", "intent", "error", "retried", "reasoning", "cutOff", "changeSummary", "firstChange", "run"];
+export const MAX_VARIANTS = 10;
 
 export function emptyState() {
   return { versions: [], index: -1, messages: [], mode: "auto" };
@@ -46,6 +54,8 @@ export function loadState() {
         changes: Array.isArray(v.changes) ? v.changes : [],
         source: typeof v.source === "string" ? v.source : "unknown",
         at: typeof v.at === "number" ? v.at : 0,
+        // The sample file a "sample" version was loaded from (the Sample box shows it).
+        ...(typeof v.sample === "string" ? { sample: v.sample } : {}),
       }));
   }
   const index = Number.isInteger(raw.index) ? raw.index : state.versions.length - 1;
@@ -55,25 +65,75 @@ export function loadState() {
   if (Array.isArray(raw.messages)) {
     state.messages = raw.messages
       .filter((m) => m && (m.role === "user" || m.role === "assistant") && typeof m.content === "string")
-      .map((m) => ({
-        id: typeof m.id === "string" ? m.id : newId(),
-        role: m.role,
-        content: m.content,
-        // An answer that was still streaming when the page went away is, for
-        // all purposes, a stopped one.
-        status: m.status === "streaming" ? "stopped" : MESSAGE_STATUSES.has(m.status) ? m.status : "complete",
-        intent: typeof m.intent === "string" ? m.intent : undefined,
-        error: m.error && typeof m.error === "object" ? { code: String(m.error.code ?? ""), message: String(m.error.message ?? "") } : undefined,
-        retried: m.retried === true || undefined,
-        // Shown again after a reload; never sent back to the server (buildHistory).
-        reasoning: readReasoning(m.reasoning),
-        cutOff: m.cutOff === true || undefined,
-        changeSummary: typeof m.changeSummary === "string" ? m.changeSummary : undefined,
-        firstChange: m.firstChange && typeof m.firstChange.path === "string" ? { op: String(m.firstChange.op), path: m.firstChange.path } : undefined,
-      }));
+      .map((m) => {
+        const msg = { id: typeof m.id === "string" ? m.id : newId(), role: m.role, ...readAnswer(m) };
+        if (m.role === "assistant" && Array.isArray(m.variants) && m.variants.length > 1) {
+          const variants = m.variants.filter((v) => v && typeof v.content === "string").slice(-MAX_VARIANTS).map(readAnswer);
+          const at = Number.isInteger(m.variant) ? Math.max(0, Math.min(m.variant, variants.length - 1)) : variants.length - 1;
+          if (variants.length > 1) {
+            variants[at] = answerFields(msg); // the message's own fields are the shown one's
+            msg.variants = variants;
+            msg.variant = at;
+          }
+        }
+        return msg;
+      });
   }
   if (typeof raw.mode === "string") state.mode = raw.mode;
   return state;
+}
+
+/** One answer's fields as saved, repaired. */
+function readAnswer(m) {
+  return {
+    content: m.content,
+    // An answer that was still streaming when the page went away is, for all purposes, a
+    // stopped one (conversation.js resumes it when this tab's run record says it can).
+    status: m.status === "streaming" ? "stopped" : MESSAGE_STATUSES.has(m.status) ? m.status : "complete",
+    intent: typeof m.intent === "string" ? m.intent : undefined,
+    error: m.error && typeof m.error === "object" ? { code: String(m.error.code ?? ""), message: String(m.error.message ?? "") } : undefined,
+    retried: m.retried === true || undefined,
+    // Shown again after a reload; never sent back to the server (buildHistory).
+    reasoning: readReasoning(m.reasoning),
+    cutOff: m.cutOff === true || undefined,
+    changeSummary: typeof m.changeSummary === "string" ? m.changeSummary : undefined,
+    firstChange: m.firstChange && typeof m.firstChange.path === "string" ? { op: String(m.firstChange.op), path: m.firstChange.path } : undefined,
+    run: m.run && typeof m.run.id === "string" && Number.isInteger(m.run.seq) ? { id: m.run.id, seq: m.run.seq } : undefined,
+  };
+}
+
+/** A copy of one answer's fields (a variant). */
+export function answerFields(msg) {
+  const out = {};
+  for (const key of ANSWER_FIELDS) out[key] = msg[key];
+  return out;
+}
+
+/**
+ * Regenerate: keep the answer shown as a variant and make room for a new one, which becomes
+ * the shown variant. The message is then an empty streaming answer. Returns the message.
+ */
+export function beginVariant(msg) {
+  const variants = Array.isArray(msg.variants) && msg.variants.length ? msg.variants : [];
+  if (!variants.length) variants.push(answerFields(msg));
+  else variants[msg.variant] = answerFields(msg);
+  for (const key of ANSWER_FIELDS) delete msg[key];
+  Object.assign(msg, { content: "", status: "streaming" });
+  variants.push(answerFields(msg));
+  while (variants.length > MAX_VARIANTS) variants.shift();
+  msg.variants = variants;
+  msg.variant = variants.length - 1;
+  return msg;
+}
+
+/** Show variant `to` of a regenerated answer (the one shown is kept first). */
+export function showVariant(msg, to) {
+  if (!Array.isArray(msg.variants) || to < 0 || to >= msg.variants.length || to === msg.variant) return false;
+  msg.variants[msg.variant] = answerFields(msg);
+  for (const key of ANSWER_FIELDS) delete msg[key];
+  Object.assign(msg, msg.variants[to]);
+  msg.variant = to;
+  return true;
 }
 
 function readReasoning(r) {
@@ -85,19 +145,14 @@ function serialise(state) {
   return JSON.stringify({
     versions: state.versions,
     index: state.index,
-    messages: state.messages.map(({ id, role, content, status, intent, error, retried, reasoning, cutOff, changeSummary, firstChange }) => ({
-      id,
-      role,
-      content,
-      status,
-      intent,
-      error,
-      retried,
-      reasoning,
-      cutOff,
-      changeSummary,
-      firstChange,
-    })),
+    messages: state.messages.map((m) => {
+      const out = { id: m.id, role: m.role, ...answerFields(m) };
+      if (Array.isArray(m.variants) && m.variants.length > 1) {
+        out.variants = m.variants.map((v, i) => (i === m.variant ? answerFields(m) : v));
+        out.variant = m.variant;
+      }
+      return out;
+    }),
     mode: state.mode,
   });
 }
@@ -172,12 +227,13 @@ export const canRedo = (state) => state.index < state.versions.length - 1;
 
 /**
  * The conversation as the server wants it: [{role, content}] only, oldest
- * first, within the server's limits (50 turns, 64 KiB). Failed answers are
- * left out (their retry, if any, follows); stopped partial answers are kept.
+ * first, within the server's limits (50 turns, 64 KiB). Failed answers and answers retried
+ * below are left out (their retry follows); stopped partial answers are kept. Of a regenerated
+ * answer, the variant shown is sent.
  */
 export function buildHistory(messages, { maxTurns = 40, maxBytes = 48 * 1024 } = {}) {
   const turns = messages
-    .filter((m) => m.role === "user" || (m.status !== "error" && m.status !== "streaming" && m.content.trim() !== ""))
+    .filter((m) => m.role === "user" || (m.status !== "error" && m.status !== "streaming" && !m.retried && m.content.trim() !== ""))
     .map((m) => ({ role: m.role, content: m.content }));
   let out = turns.slice(-maxTurns);
   const enc = new TextEncoder();

@@ -9,6 +9,10 @@ loopback server in its own thread, which writes one frame per step after the ste
 the browser reads them as a real stream (Playwright's `route.fulfill` would deliver one body
 at once). Everything else the page loads comes from the real app. Each request served is kept
 in `requests` (its JSON body).
+
+With `run_id`, the frames look like a run's (the server's resume contract): `id: <run_id>-<n>`
+on each (n from `first_seq`), `retry: <retry_ms>` on the first, and a Content-Location header
+naming the run's join URL. The connection is closed after the last step, `done` or not.
 """
 
 from __future__ import annotations
@@ -23,8 +27,17 @@ STREAM_PATH = "/api/agent/scenario/stream"
 
 
 class ScriptedStream:
-    def __init__(self, steps: list[tuple[float, str, dict[str, Any]]]) -> None:
+    def __init__(
+        self,
+        steps: list[tuple[float, str, dict[str, Any]]],
+        run_id: str | None = None,
+        retry_ms: int | None = None,
+        first_seq: int = 1,
+    ) -> None:
         self.steps = steps
+        self.run_id = run_id
+        self.retry_ms = retry_ms
+        self.first_seq = first_seq
         self.requests: list[dict[str, Any]] = []
         self._sock = socket.socket()
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -83,15 +96,21 @@ class ScriptedStream:
                 self.requests.append(json.loads(body or b"null"))
             except ValueError:
                 self.requests.append({})
+            location = b"Content-Location: /api/agent/scenario/runs/%s/stream\r\n" % self.run_id.encode() if self.run_id else b""
             conn.sendall(
                 b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
-                b"X-Request-ID: scripted\r\nConnection: close\r\n\r\n"
+                b"X-Request-ID: scripted\r\n" + location + b"Connection: close\r\n\r\n"
             )
             try:
-                for delay_ms, event, payload in self.steps:
+                for n, (delay_ms, event, payload) in enumerate(self.steps):
                     if delay_ms:
                         time.sleep(delay_ms / 1000)
                     frame = {"type": event, **payload}
-                    conn.sendall(b"event: %s\ndata: %s\n\n" % (event.encode(), json.dumps(frame).encode()))
+                    head = b""
+                    if self.run_id:
+                        if n == 0 and self.retry_ms is not None:
+                            head += b"retry: %d\n" % self.retry_ms
+                        head += b"id: %s-%d\n" % (self.run_id.encode(), self.first_seq + n)
+                    conn.sendall(head + b"event: %s\ndata: %s\n\n" % (event.encode(), json.dumps(frame).encode()))
             except OSError:
                 return

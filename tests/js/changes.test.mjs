@@ -4,7 +4,7 @@ import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 
 import { PatchError, applyOperation } from "../../static/json-patch.js";
-import { describeChange, describeChanges, resolveChangePaths } from "../../static/change-words.js";
+import { describeChange, describeChanges, differentScenarioLine, resolveChangePaths, shortTitle, versionRelation } from "../../static/change-words.js";
 
 const doc = () => ({
   title: "Blue Harbor",
@@ -99,5 +99,58 @@ describe("resolveChangePaths", () => {
     assert.deepEqual(resolveChangePaths(changes, before).map((c) => c.path), ["/roles/2", "/roles/3", "/title", "/objectives/1"]);
     assert.equal(resolveChangePaths(changes, before)[0].text, "added role Journalist");
     assert.deepEqual(resolveChangePaths(null, before), []);
+  });
+});
+
+describe("versionRelation: edits of one another, or different scenarios", () => {
+  const sample = {
+    title: "Code Dark: Ransomware at Riverside General Hospital",
+    summary: "Hospital leadership responds to a ransomware attack.",
+    difficulty: "advanced",
+    setting: "Riverside General, a 420-bed hospital.",
+    roles: [
+      { name: "Incident Commander", description: "Leads the response." },
+      { name: "CISO", description: "Owns containment." },
+      { name: "Chief Nursing Officer", description: "Patient safety." },
+    ],
+    steps: [
+      { title: "Alarm", description: "The EHR is down." },
+      { title: "Ransom note", description: "A note appears." },
+      { title: "Decide", description: "Pay or not." },
+    ],
+    objectives: ["Keep patients safe", "Contain the attack", "Communicate"],
+  };
+  const created = {
+    title: "Fire Drill at Lakeside School",
+    summary: "Staff evacuate 600 pupils during a fire alarm.",
+    difficulty: "beginner",
+    setting: "Lakeside primary school, lunchtime.",
+    roles: [{ name: "Head Teacher", description: "Leads." }, { name: "Fire Warden", description: "Sweeps floors." }],
+    steps: [{ title: "Alarm", description: "The bell rings." }, { title: "Roll call", description: "Count everyone." }],
+    objectives: ["Everyone out in 4 minutes"],
+  };
+
+  test("a rename, an added role, a harder version: edits", () => {
+    const renamed = { ...sample, title: "Blue Harbor Drill" };
+    assert.equal(versionRelation(sample, renamed).relation, "edit");
+    const more = { ...renamed, roles: [...sample.roles, { name: "Journalist", description: "Calls." }] };
+    assert.equal(versionRelation(sample, more).relation, "edit");
+    const harder = { ...sample, difficulty: "expert", steps: sample.steps.map((s) => ({ ...s, description: s.description + " Under time pressure." })) };
+    assert.equal(versionRelation(sample, harder).relation, "edit", "same title: an edit however much changed");
+  });
+
+  test("a Create after a sample: different scenarios, both ways", () => {
+    const r = versionRelation(sample, created);
+    assert.equal(r.relation, "different");
+    assert.ok(r.shared < 0.2, `shared ${r.shared}`);
+    assert.equal(versionRelation(created, sample).relation, "different");
+    assert.equal(versionRelation(null, created).relation, "different");
+  });
+
+  test("the one line and the short title", () => {
+    assert.equal(differentScenarioLine("back", sample, 3), "Back to “Code Dark: Ransomware at…” (version 3), a different scenario.");
+    assert.equal(differentScenarioLine("forward", created, 4), "Forward to “Fire Drill at Lakeside School” (version 4), a different scenario.");
+    assert.equal(shortTitle(""), "(untitled)");
+    assert.equal(shortTitle("Short"), "Short");
   });
 });

@@ -3,7 +3,7 @@
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 
-import { budgetSpentText, errorMessage, formatWait, healthView, secondsUntil } from "../../static/health.js";
+import { budgetSpentText, errorMessage, formatWait, healthTone, healthView, secondsUntil } from "../../static/health.js";
 import { CUT_OFF_NOTE, displayText } from "../../static/conversation.js";
 
 describe("health", () => {
@@ -12,9 +12,21 @@ describe("health", () => {
   test("status labels", () => {
     assert.equal(healthView({ status: "ok" }, now).label, "Server ok");
     assert.match(healthView({ status: "degraded" }, now).label, /^Degraded/);
-    assert.match(healthView({ status: "shutting_down" }, now).label, /restarting/);
+    // A server that stops says so; whether it comes back is not known to it.
+    assert.equal(healthView({ status: "shutting_down" }, now).label, "The server is shutting down");
+    assert.doesNotMatch(healthView({ status: "shutting_down" }, now).label, /restart/);
     assert.equal(healthView({ status: "weird" }, now).label, "Server status: weird");
     assert.equal(healthView(null, now).status, "unknown");
+  });
+
+  test("the model dot and the badge share one tone: never a green dot beside Degraded", () => {
+    assert.equal(healthView({ status: "degraded", provider: "openai-compatible" }, now).tone, "bad");
+    assert.equal(healthView({ status: "degraded", provider: "offline" }, now).tone, "bad");
+    assert.equal(healthView({ status: "ok", provider: "openai-compatible" }, now).tone, "ok");
+    assert.equal(healthView({ status: "ok", provider: "offline" }, now).tone, "offline");
+    assert.equal(healthView({ status: "shutting_down", provider: "openai-compatible" }, now).tone, "warn");
+    assert.equal(healthTone("down", null), "bad");
+    assert.equal(healthTone("unknown", "openai-compatible"), "unknown");
   });
 
   test("the upstream's last failure is the detail", () => {

@@ -2,7 +2,7 @@
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 
-import { HANDLED_EVENT_TYPES, REPAIR_NOTICE, initialState, reduce, thinkingMs } from "../../static/reducer.js";
+import { HANDLED_EVENT_TYPES, REPAIR_NOTICE, initialState, reduce, resumeState, thinkingMs } from "../../static/reducer.js";
 
 const base = {
   title: "Blue Harbor",
@@ -189,5 +189,62 @@ describe("reducer", () => {
     const s = last([["error", { code: "rate_limited", message: "wait", retryable: true, retry_after: 3 }]]);
     assert.equal(s.error.retryAfter, 3);
     assert.equal(s.notice, null);
+  });
+});
+
+describe("frame numbers: a join's replay is applied once", () => {
+  const frames = [
+    ["start", { request_id: "r", intent: "modify" }],
+    ["chat", { content: "One " }],
+    ["chat", { content: "two " }],
+    ["scenario", { scenario: { ...base, title: "Renamed" }, changes: [{ op: "replace", path: "/title" }] }],
+    ["chat", { content: "three." }],
+    ["done", { finish_reason: "stop" }],
+  ].map(([type, data], i) => ({ type, data, t: i, seq: i + 1 }));
+  const feed = (state, list) => list.reduce((s, e) => reduce(s, e), state);
+
+  test("frames at or below the last applied number change nothing", () => {
+    const uninterrupted = feed(initialState({ scenario: base }), frames);
+    assert.equal(uninterrupted.text, "One two three.");
+    assert.equal(uninterrupted.seq, 6);
+    // Cut after frame 3, then a join that replays from frame 2 (overlapping): same end state.
+    const cut = feed(initialState({ scenario: base }), frames.slice(0, 3));
+    assert.equal(cut.seq, 3);
+    const s3 = reduce(cut, frames[1]);
+    assert.equal(s3, cut, "an old frame returns the very same state");
+    const joined = feed(cut, frames.slice(1));
+    assert.equal(joined.text, uninterrupted.text);
+    assert.deepEqual(joined.result, uninterrupted.result);
+    assert.equal(joined.finished, true);
+  });
+
+  test("a second scenario frame is never applied", () => {
+    const s = feed(initialState({ scenario: base }), frames.slice(0, 4));
+    const again = reduce(s, { type: "scenario", data: { scenario: { title: "Other" }, changes: [] }, seq: 9 });
+    assert.equal(again.result, s.result);
+    assert.equal(again.seq, 9);
+  });
+
+  test("frames without a number (a scripted stream) are applied as before", () => {
+    const s = feed(initialState(), [{ type: "chat", data: { content: "a" } }, { type: "chat", data: { content: "a" } }]);
+    assert.equal(s.text, "aa");
+    assert.equal(s.seq, 0);
+  });
+
+  test("resumeState continues a saved answer after a reload", () => {
+    // Saved after frame 4: text "One two ", the scenario applied.
+    const resumed = resumeState({ scenario: base, text: "One two ", seq: 4, intent: "modify", applied: true });
+    assert.equal(resumed.resumedAfter, 4);
+    // The join replays from frame 2 (the record was behind): nothing twice, nothing lost.
+    const s = feed(resumed, frames.slice(1));
+    assert.equal(s.text, "One two three.");
+    assert.equal(s.delta, "three.");
+    assert.equal(s.result.earlier, true, "the scenario frame was not applied a second time");
+    assert.equal(s.finished, true);
+    assert.equal(s.intent, "modify");
+    // Saved before the scenario frame: it is applied when it comes.
+    const early = feed(resumeState({ scenario: base, text: "One ", seq: 2 }), frames.slice(2));
+    assert.equal(early.result.scenario.title, "Renamed");
+    assert.equal(early.text, "One two three.");
   });
 });

@@ -9,6 +9,8 @@ import {
   createSSEParser,
   parseField,
   parseAll,
+  parseEventId,
+  runIdFromLocation,
 } from "../../static/sse.js";
 
 const enc = new TextEncoder();
@@ -324,5 +326,35 @@ describe("createEventParser directly", () => {
     for (const l of ["event: x", "data: 1", "id: 3", ""]) p.line(l);
     assert.deepEqual(events, [{ type: "x", data: "1", id: "3" }]);
     assert.equal(p.lastEventId, "3");
+  });
+});
+
+describe("the server's frame ids and retry hint", () => {
+  test("a run's frames: retry on the first, an id on each, none on a heartbeat", () => {
+    const run = "0123456789abcdef0123456789abcdef";
+    const stream =
+      `retry: 2000\nid: ${run}-1\nevent: start\ndata: {"type":"start"}\n\n` +
+      ": ping\n\n" +
+      `id: ${run}-2\nevent: chat\ndata: {"type":"chat"}\n\n`;
+    const { events, comments, retries } = parseAll([stream]);
+    assert.deepEqual(retries, [2000]);
+    assert.deepEqual(comments, [" ping"]);
+    assert.deepEqual(events.map((e) => [e.type, e.id]), [["start", `${run}-1`], ["chat", `${run}-2`]]);
+    assert.deepEqual(events.map((e) => parseEventId(e.id)), [{ runId: run, seq: 1 }, { runId: run, seq: 2 }]);
+  });
+
+  test("parseEventId: <run>-<seq> only", () => {
+    assert.deepEqual(parseEventId("abc-12"), { runId: "abc", seq: 12 });
+    assert.deepEqual(parseEventId("a-b-0"), { runId: "a-b", seq: 0 });
+    for (const bad of ["", "12", "-3", "abc-", "abc-1.5", "abc--1", "abc-x", "ab c-1", "abc-1\u0000", null, 7]) {
+      assert.equal(parseEventId(bad), null, JSON.stringify(bad));
+    }
+  });
+
+  test("runIdFromLocation reads the join URL of Content-Location", () => {
+    assert.equal(runIdFromLocation("/api/agent/scenario/runs/ab12/stream"), "ab12");
+    assert.equal(runIdFromLocation("http://127.0.0.1:8000/api/agent/scenario/runs/ab12/stream?after=3"), "ab12");
+    assert.equal(runIdFromLocation("/api/agent/scenario/stream"), null);
+    assert.equal(runIdFromLocation(null), null);
   });
 });
