@@ -202,13 +202,19 @@ class Service:
 
     async def join(self, request: Request) -> Response:
         """GET .../runs/{id}/stream: the run's frames after `Last-Event-ID` (or ?after=), then live."""
-        run_id = request.path_params["run_id"]
+        run_id = _run_id(request)
         for name in request.query_params:
             if name != "after":
                 raise ApiError(422, "unknown_query_parameter", f"Unknown query parameter {name!r}: the only one is 'after'.", field=name)
-        after = sequence_after(request.headers.get("last-event-id"), request.query_params.get("after"), run_id)
-        if after is None:
-            raise ApiError(422, "invalid_last_event_id", f"Last-Event-ID must be '{run_id}-<n>' and ?after a whole number.", field="last-event-id")
+        start = sequence_after(request.headers.get("last-event-id"), request.query_params.get("after"))
+        if start is None:
+            raise ApiError(422, "invalid_last_event_id", "Last-Event-ID must be '<run id>-<n>', and ?after a whole number.", field="last-event-id")
+        named, after = start
+        live = self.runs.get(run_id)
+        if live is None and self.shared is None:
+            return Response(status_code=204)
+        if named is not None and named != run_id:
+            raise ApiError(422, "invalid_last_event_id", "Last-Event-ID names another run.", field="last-event-id")
         writer = EventStreamWriter([(b"content-location", _join_path(run_id).encode())])
         live = self.runs.get(run_id)
         if live is not None:
@@ -216,8 +222,6 @@ class Service:
                 raise _truncated(live.log.first_seq)
             self.metrics.record_resume()
             return self._reader(request, live, after, writer)
-        if self.shared is None or not _RUN_ID.fullmatch(run_id):
-            return Response(status_code=204)
         try:
             frames = await self.shared.log.join(run_id, after)
         except LogTruncated as exc:
@@ -232,11 +236,11 @@ class Service:
     async def stop(self, request: Request) -> Response:
         """DELETE .../runs/{id}: Stop. The run ends at once (its upstream closed); its readers get
         `error` (cancelled) and `done`. 204 whether or not the run exists or still runs."""
-        run_id = request.path_params["run_id"]
+        run_id = _run_id(request)
         live = self.runs.get(run_id)
         if live is not None:
             live.stop(errors.cancelled())
-        elif self.shared is not None and _RUN_ID.fullmatch(run_id):
+        elif self.shared is not None:
             try:
                 await self.shared.log.cancel(run_id)
             except Exception:
@@ -413,6 +417,13 @@ class Service:
 
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,200}")
+
+
+def _run_id(request: Request) -> str:
+    run_id: str = request.path_params["run_id"]
+    if not _RUN_ID.fullmatch(run_id):
+        raise ApiError(422, "invalid_run_id", "A run id is 32 hexadecimal digits (the start event's request_id).", field="run_id")
+    return run_id
 
 
 def _join_path(run_id: str) -> str:

@@ -22,7 +22,7 @@ class AgentError(Exception):
         self.detail = detail
 
     def event(self) -> Error:
-        return Error(self.code, self.message, self.retryable, self.retry_after)
+        return Error(self.code, self.message, self.retryable, self.retry_after, self.detail)
 
 
 def upstream_auth() -> AgentError:

@@ -28,18 +28,20 @@ def frame(run_id: str, seq: int, event: Event, first: bool = False) -> bytes:
     return _ID % (run_id.encode(), seq) + encode(event)
 
 
-def sequence_after(last_event_id: str | None, after: str | None, run_id: str) -> int | None:
-    """The sequence number a join starts after: from `Last-Event-ID` (`<run id>-<seq>`) or
-    `?after=<seq>`; 0 (from the start) when neither is given. None when either is malformed
-    or names another run."""
-    if last_event_id is not None and last_event_id.strip():
+def sequence_after(last_event_id: str | None, after: str | None) -> tuple[str | None, int] | None:
+    """Where a join starts: (the run named by `Last-Event-ID`, or None; the sequence number
+    after which to read) from `Last-Event-ID: <run id>-<seq>` or `?after=<seq>`; (None, 0),
+    from the start, when neither is given. None when either is malformed."""
+    if last_event_id is not None:  # present but empty is malformed: EventSource never sends it so
         name, sep, seq = last_event_id.strip().rpartition("-")
-        if not sep or name != run_id:
+        count = _count(seq)
+        if not sep or not name or count is None:
             return None
-        return _count(seq)
+        return name, count
     if after is not None:
-        return _count(after)
-    return 0
+        count = _count(after)
+        return None if count is None else (None, count)
+    return None, 0
 
 
 def _count(text: str) -> int | None:

@@ -44,6 +44,7 @@ class LiveRun:
         grace: float,
         on_end: Callable[["LiveRun"], None],
         shared: LogWriter | None = None,
+        keep_events: bool = False,
     ) -> None:
         self.run = run
         self.id = run_id
@@ -51,6 +52,9 @@ class LiveRun:
         self.grace = grace
         self.on_end = on_end
         self.shared = shared
+        # Readers that need the event objects (the buffered answer, the lab) read runs that keep
+        # them; a joinable run's readers need only the frames, so its log holds only those.
+        self.keep_events = keep_events
         self.readers = 0
         self.finished = False
         # Why the run was stopped from outside (None: it ran to its own end).
@@ -154,6 +158,6 @@ class LiveRun:
 
     def _append(self, seq: int, event: Event) -> None:
         data = frame(self.id, seq, event, first=seq == 1)
-        self.log.append(event, data)
+        self.log.append(event if self.keep_events else None, data)
         if self.shared is not None:
             self.shared.append(seq, data)

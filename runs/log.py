@@ -6,9 +6,11 @@ closed (after `done`). Appending never awaits, so a slow reader never slows the 
 the other readers; a reader that falls behind the retained frames gets `LogTruncated`.
 
 Bounds: a log keeps at most `max_bytes` of frames, and all logs of the process together at
-most `Totals.limit`. Past either, the oldest frames of the log being appended to are dropped:
-the run keeps streaming live to its readers, but can no longer be joined from before the
-first retained frame (a join asking for it gets 409, never a silent gap).
+most `Totals.limit`. Past either, the oldest frames of the log being appended to are dropped,
+but never one that an attached reader has still to read: the run keeps streaming live to its
+readers, and can no longer be joined from before the first retained frame (a join asking
+for it gets 409, never a silent gap). A reader that falls behind by more than twice the
+bound (it stopped reading) loses its place: it gets `LogTruncated` and its response ends.
 
 `SharedLog` is what a backend implements so that readers on other processes can join
 (scaleout/, on Redis). The producer mirrors every frame to it through a `LogWriter`.
@@ -46,13 +48,15 @@ class MemoryLog:
     def __init__(self, max_bytes: int, totals: Totals) -> None:
         self.max_bytes = max_bytes
         self.totals = totals
-        # (event, frame) from `first_seq` on. The event object serves this process's readers
-        # that need more than bytes (the buffered answer, the lab); joiners use the frame.
+        # (event or None, frame) from `first_seq` on. The event object is kept only for runs
+        # whose one reader needs more than bytes (the buffered answer, the lab).
         self.entries: list[tuple[Any, bytes]] = []
         self.first_seq = 1
         self.bytes = 0
         self.closed = False
         self._wakeup: asyncio.Future[None] | None = None
+        # Each attached reader's next sequence number: frames from the lowest on are kept.
+        self._cursors: dict[int, int] = {}
 
     @property
     def last_seq(self) -> int:
@@ -77,6 +81,9 @@ class MemoryLog:
             pass
         drop = freed = 0
         keep_last = len(self.entries) - 1
+        if self._cursors and self.bytes <= 2 * self.max_bytes:
+            # Readers that keep up lose nothing: keep what the slowest has still to read.
+            keep_last = min(keep_last, min(self._cursors.values()) - self.first_seq)
         while drop < keep_last and (self.bytes - freed > self.max_bytes or self.totals.bytes - freed > self.totals.limit):
             freed += len(self.entries[drop][1]) + _OVERHEAD
             drop += 1
@@ -103,24 +110,30 @@ class MemoryLog:
         """(seq, event, frame) for every frame after `after`, live, until the log is closed.
         Raises LogTruncated when a frame it needs was dropped, before or while reading."""
         seq = after + 1
-        while True:
-            index = seq - self.first_seq
-            if index < 0:
-                raise LogTruncated(self.first_seq)
-            entries = self.entries
-            while index < len(entries):
-                event, frame = entries[index]
-                yield seq, event, frame
-                seq += 1
+        cursors, me = self._cursors, id(object())
+        try:
+            while True:
                 index = seq - self.first_seq
                 if index < 0:
                     raise LogTruncated(self.first_seq)
                 entries = self.entries
-            if self.closed:
-                return
-            if self._wakeup is None:
-                self._wakeup = asyncio.get_running_loop().create_future()
-            await asyncio.shield(self._wakeup)
+                while index < len(entries):
+                    event, frame = entries[index]
+                    cursors[me] = seq
+                    yield seq, event, frame
+                    seq += 1
+                    index = seq - self.first_seq
+                    if index < 0:
+                        raise LogTruncated(self.first_seq)
+                    entries = self.entries
+                cursors[me] = seq
+                if self.closed:
+                    return
+                if self._wakeup is None:
+                    self._wakeup = asyncio.get_running_loop().create_future()
+                await asyncio.shield(self._wakeup)
+        finally:
+            cursors.pop(me, None)
 
 
 class LogWriter(Protocol):

@@ -58,7 +58,8 @@ class Runs:
             on_end(live)
 
         shared = self.shared.writer(run_id) if joinable and self.shared is not None else None
-        live = LiveRun(run, run_id, MemoryLog(self.log_max_bytes, self.totals), grace=self.grace if joinable else 0.0, on_end=ended, shared=shared)
+        live = LiveRun(run, run_id, MemoryLog(self.log_max_bytes, self.totals), grace=self.grace if joinable else 0.0,
+                        on_end=ended, shared=shared, keep_events=not joinable)
         self._active.add(live)
         if joinable:
             self._joinable[run_id] = live

@@ -93,7 +93,7 @@ def test_frames_carry_ids_from_one_the_first_a_retry_hint_and_the_response_its_j
 def test_a_join_after_event_k_gives_the_uninterrupted_bytes_after_k(paced, cut):
     """The first reader reads everything; the second reads k frames, leaves, and joins with
     Last-Event-ID: k. Both end up with the same bytes after k, `done` last (k=42 is after `done`)."""
-    with LiveApp(upstream_env(paced)) as live, httpx.Client() as client:
+    with LiveApp(upstream_env(paced, RUN_DETACHED_GRACE_SECONDS="15")) as live, httpx.Client() as client:
         whole: list[bytes] = []
         with start(live, client) as first:
             location = first.headers["content-location"]
@@ -187,10 +187,17 @@ def test_delete_reaches_a_reader_as_cancelled_then_done(paced):
     assert b'"code":"cancelled"' in rest[-2]
 
 
-def test_unknown_runs_are_204_and_a_bad_last_event_id_is_422(offline_app):
+def test_unknown_runs_are_204_and_malformed_ids_are_422(offline_app):
     assert join(offline_app, "0" * 32).status_code == 204
-    assert join(offline_app, "not-a-run").status_code == 204
-    assert httpx.get(offline_app.url + "/api/agent/scenario/runs/abc/stream", headers={"last-event-id": "other-3"}).status_code == 422
+    assert join(offline_app, "0" * 32, after=5).status_code == 204
+    assert join(offline_app, "not-a-run").status_code == 422
+    assert httpx.get(f"{offline_app.url}/api/agent/scenario/runs/{'0' * 32}/stream", headers={"last-event-id": "x-y"}).status_code == 422
+    assert httpx.delete(f"{offline_app.url}/api/agent/scenario/runs/not-a-run").json()["error"]["code"] == "invalid_run_id"
+    with httpx.Client() as client, start(offline_app, client) as response:
+        run_id = response.headers["content-location"].split("/")[-2]
+        response.read()
+    other = httpx.get(f"{offline_app.url}/api/agent/scenario/runs/{run_id}/stream", headers={"last-event-id": f"{'1' * 32}-3"})
+    assert other.status_code == 422 and other.json()["error"]["code"] == "invalid_last_event_id"
 
 
 def test_joining_needs_the_access_token(fake_upstream):
@@ -248,7 +255,7 @@ def test_the_buffered_route_has_no_join_and_its_disconnect_cancels(fake_upstream
 
 def test_a_detached_run_keeps_its_slot_and_a_join_takes_none(fake_upstream):
     fake_upstream.default = Plan(tokens=[f"w{i} " for i in range(200)], interval_ms=10)
-    with LiveApp(upstream_env(fake_upstream, MAX_CONCURRENT_STREAMS="1")) as live, httpx.Client() as client:
+    with LiveApp(upstream_env(fake_upstream, MAX_CONCURRENT_STREAMS="1", RUN_DETACHED_GRACE_SECONDS="15")) as live, httpx.Client() as client:
         with start(live, client) as response:
             seen = read_frames(response, limit=2)
         run_id, _ = seq_of(seen[0])

@@ -76,34 +76,34 @@ def test_closing_the_run_mid_stream_closes_the_model_and_records_cancel():
     assert model.closed and run.machine.state == "cancelled"
 
 
-def test_event_stream_sends_every_frame_through_the_one_send_it_was_given():
-    """web/stream.py: the start and every body frame go through the same `send`, so every
-    middleware sees the body (no bypass under the wrappers), in order, and the stream ends there."""
-    from web.stream import EventStreamResponse
+def test_a_reader_sends_each_frame_as_its_own_body_message_in_order_then_ends_the_body():
+    """web/stream.py: the response head, then one body message per frame (ids included), then the end."""
+    from agent.config import Settings
+    from runs.registry import Runs
+    from web.stream import EventStreamWriter, Policy, ReaderResponse
 
     model = ScriptedModel("a", "b", Finish("stop", None))
-    run = Run(AgentRequest("hi", None, (), "chat"), model, "req-1", 100)
     sent: list[dict] = []
-    below: list[dict] = []
 
     async def send(message):
         sent.append(message)
-
-    async def send_body(message):  # what the old bypass used: must stay unused
-        below.append(message)
 
     async def receive():
         await asyncio.sleep(60)  # the client never leaves
         return {"type": "http.disconnect"}
 
     async def serve():
-        response = EventStreamResponse(run, heartbeat=15, send_timeout=5, grace=1, shutdown=asyncio.Event(), on_close=lambda outcome: None)
-        await response({"type": "http", "state": {"send_body": send_body}}, receive, send)
+        runs = Runs(Settings(run_detached_grace_seconds=0))
+        live = runs.open(Run(AgentRequest("hi", None, (), "chat"), model, "r" * 32, 100), "r" * 32, joinable=True, on_end=lambda live: None)
+        live.attach()
+        live.start()
+        policy = Policy(send_timeout=5, grace=1, shutdown=asyncio.Event(), heartbeat=15)
+        await ReaderResponse(live.log.read(0), EventStreamWriter(), policy, lambda outcome: live.detach())({"type": "http"}, receive, send)
 
     asyncio.run(serve())
-    assert below == []
     assert sent[0]["type"] == "http.response.start"
-    frames = [m["body"].split(b"\n", 1)[0] for m in sent[1:-1]]
-    assert frames == [b"event: start", b"event: chat", b"event: chat", b"event: done"]
+    heads = [m["body"].split(b"\n")[-4] for m in sent[1:-1]]
+    assert heads == [b"event: start", b"event: chat", b"event: chat", b"event: done"]
+    assert [m["body"].split(b"\n")[0 if i else 1] for i, m in enumerate(sent[1:-1])] == [b"id: %s-%d" % (b"r" * 32, n) for n in range(1, 5)]
     assert all(m["more_body"] for m in sent[1:-1])
     assert sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}

@@ -268,3 +268,42 @@ def test_a_modify_answered_with_a_whole_scenario_is_still_accepted():
     events, _ = run(Script([*chunks(text, 11), Finish("stop", None)]), message="rename it", mode="modify", scenario=SCENARIO)
     result = next(e for e in events if e["type"] == "scenario")
     assert result["scenario"] == new and result["changes"][0]["path"] == "/title"
+
+
+# -- errors that say what happened ----------------------------------------------------------------
+
+
+def test_the_limit_before_any_block_began_says_so_not_ask_for_a_smaller_change():
+    rambling = chunks("Let me think about how best to add an objective to this scenario, step by step. " * 3)
+    events, _ = run(Script([*rambling, Finish("length", None)]), message="add an objective", mode="modify", scenario=SCENARIO)
+    error = events[-2]
+    assert error["code"] == "output_truncated" and "scenario_delta" not in types(events)
+    assert "before it began" in error["message"] and "smaller change" not in error["message"]
+    assert error["detail"] == "the output limit came before any block began"
+
+
+def test_the_limit_inside_the_block_says_the_change_was_cut():
+    cut = chunks('Done.\n```patch\n[{"op": "add", "path": "/objectives/-", "value": "Keep the')
+    events, _ = run(Script([*cut, Finish("length", None)]), message="add an objective", mode="modify", scenario=SCENARIO)
+    error = events[-2]
+    assert error["code"] == "output_truncated" and "scenario_delta" in types(events)
+    assert "cut off" in error["message"] and error["detail"] == "the block was cut by the output limit"
+
+
+def test_invalid_scenario_speaks_to_the_user_and_keeps_the_technical_reason_in_detail():
+    text = "Here.\n```scenario\n[1, 2, 3]\n```"
+    events, _ = run(Script([*chunks(text), Finish("stop", None)]), message="make a scenario about a flood", mode="create", repair_attempts=0)
+    error = events[-2]
+    assert error["code"] == "invalid_scenario"
+    assert "JSON array" not in error["message"] and "Expecting" not in error["message"]
+    assert "Your scenario is unchanged" in error["message"]
+    assert "JSON array" in error["detail"]
+
+
+def test_an_answer_with_no_text_is_an_empty_answer_error_before_done():
+    events, r = run(Script([Finish("stop", {"prompt_tokens": 5, "completion_tokens": 0, "total_tokens": 5})]))
+    assert types(events) == ["start", "error", "done"]
+    assert events[1]["code"] == "empty_answer" and events[1]["retryable"] is True
+    assert r.machine.state == "failed"
+    thinking_only, _ = run(Script([Thinking("hmm"), Finish("stop", None)]))
+    assert types(thinking_only) == ["start", "reasoning", "error", "done"]

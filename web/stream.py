@@ -31,6 +31,7 @@ from typing import Any, AsyncIterator, Callable, Protocol
 
 from agent.events import PING, Chat, Done, Error, Event, Reasoning, Repair, Scenario
 from starlette.types import Message, Receive, Scope, Send
+from runs.log import LogTruncated
 from web.errors import AGENT_ERROR_STATUS
 
 STREAM_HEADERS = [
@@ -45,6 +46,7 @@ Entry = tuple[int, Event | None, bytes]
 
 class Outcome:
     COMPLETE, DISCONNECTED, SEND_TIMEOUT, SHUTDOWN = "complete", "disconnected", "send_timeout", "shutdown"
+    FELL_BEHIND = "fell_behind"  # the reader stopped reading past the log's bound (runs/log.py)
 
 
 @dataclass(frozen=True)
@@ -93,10 +95,8 @@ class ReaderResponse:
             writer = asyncio.create_task(self._write(send))
             watcher = asyncio.create_task(self._watch(receive, send))
             done, _ = await asyncio.wait({writer, watcher}, return_when=asyncio.FIRST_COMPLETED)
-            outcome = Outcome.COMPLETE if writer in done else watcher.result()
+            outcome = (writer.result() if writer in done else watcher.result())  # re-raises a failure of the writer itself
             await settle({writer, watcher} - done)
-            if writer in done:
-                writer.result()  # re-raise a failure of the writer itself
             # DISCONNECTED: nobody to write to. SEND_TIMEOUT, SHUTDOWN: returning without
             # completing the body makes uvicorn close the connection.
         finally:
@@ -108,7 +108,7 @@ class ReaderResponse:
         self._last_write = self._send_started
         self._send_started = 0.0
 
-    async def _write(self, send: Send) -> None:
+    async def _write(self, send: Send) -> str:
         entries, writer = self.entries, self.writer
 
         async def timed(message: Message) -> None:
@@ -120,6 +120,9 @@ class ReaderResponse:
             async for entry in entries:
                 await writer.write(timed, entry)
             await writer.end(timed)
+            return Outcome.COMPLETE
+        except LogTruncated:
+            return Outcome.FELL_BEHIND  # the body is left unfinished: uvicorn closes the connection
         finally:
             await entries.aclose()  # type: ignore[attr-defined]
 

@@ -49,7 +49,8 @@ class ServerProcess:
     def __init__(self, env: dict[str, str], extra_args: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         base = {k: os.environ[k] for k in _INHERITED if k in os.environ}
-        defaults = {"OFFLINE_TOKEN_DELAY_MS": "0", "RATE_LIMIT_PER_MINUTE": "0", "PYTHONUNBUFFERED": "1"}
+        # Grace 0: a reader leaving stops its run at once (see tests/support/servers.py).
+        defaults = {"OFFLINE_TOKEN_DELAY_MS": "0", "RATE_LIMIT_PER_MINUTE": "0", "PYTHONUNBUFFERED": "1", "RUN_DETACHED_GRACE_SECONDS": "0"}
         self.env = {**base, **defaults, **env, "PORT": str(self.port)}
         self.args = procfile_command(self.port) + list(extra_args)
         self._dir = tempfile.TemporaryDirectory(prefix="scenario-agent-server-")

@@ -36,7 +36,9 @@ def free_port() -> int:
 
 class LiveApp:
     def __init__(self, env: dict[str, str] | None = None, **uvicorn_options: Any) -> None:
-        defaults = {"OFFLINE_TOKEN_DELAY_MS": "0", "RATE_LIMIT_PER_MINUTE": "0", "LOG_LEVEL": "warning"}
+        # A grace of 0: a reader leaving stops its run at once, which the disconnect tests
+        # check; tests of runs that outlive their reader (tests/test_resume.py) set their own.
+        defaults = {"OFFLINE_TOKEN_DELAY_MS": "0", "RATE_LIMIT_PER_MINUTE": "0", "LOG_LEVEL": "warning", "RUN_DETACHED_GRACE_SECONDS": "0"}
         self.settings = Settings.from_env({**defaults, **(env or {})})
         self.app = create_app(self.settings)
         self.port = free_port()
