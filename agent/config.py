@@ -72,7 +72,8 @@ class Settings:
     allowed_origins: tuple[str, ...] = ()
     # A request body must arrive within this (408 body_timeout); it holds no stream slot meanwhile.
     body_read_timeout_seconds: float = 5.0
-    # Host names accepted on a loopback address besides localhost/127.x/[::1] ("*": any).
+    # Host names the API answers to besides loopback names, addresses, this machine's name and
+    # the platform's names for the app (web/gate.py) ("*": any name).
     allowed_hosts: tuple[str, ...] = ()
     # Proxies in front whose X-Forwarded-For entries are trusted (1 behind a PaaS router); 0: the peer.
     forwarded_trusted_hops: int = 0

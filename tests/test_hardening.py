@@ -281,6 +281,21 @@ def test_guard_refuses_rebound_names_whatever_address_the_connection_arrived_on(
     assert status == expected
 
 
+# -- the Procfile's lab setting ------------------------------------------------------------------------
+
+
+def test_the_procfile_runs_with_the_lab_off_unless_the_platform_turns_it_on() -> None:
+    """The Procfile loads deploy.env (LAB_ENABLED=false); a variable the platform sets wins."""
+    with ServerProcess({}) as server:
+        assert server.health()["lab"] is False
+        refused = httpx.post(server.url + STREAM_PATH + "?lab=blocking", json=BODY, timeout=10)
+        assert refused.status_code == 404 and refused.json()["error"]["code"] == "lab_disabled"
+        assert httpx.post(server.url + STREAM_PATH, json=BODY, timeout=10).status_code == 200
+    with ServerProcess({"LAB_ENABLED": "true"}) as server:
+        assert server.health()["lab"] is True
+    assert Settings.from_env({}).lab_enabled is True  # the demo (make run) keeps it
+
+
 # -- 3. the forwarded address ------------------------------------------------------------------------
 
 

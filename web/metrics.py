@@ -49,7 +49,7 @@ ERROR_CODES = frozenset(
         "unknown_field", "invalid_field", "too_large", "too_deep", "invalid_lab_mode", "client_disconnected", "unknown_query_parameter",
         "forbidden_host", "forbidden_origin",
         # runs: a stop, a run whose owner went away, joins and repeats
-        "cancelled", "run_lost", "run_log_truncated", "invalid_last_event_id", "idempotency_conflict",
+        "cancelled", "run_lost", "run_log_truncated", "invalid_run_id", "invalid_last_event_id", "idempotency_conflict",
         "idempotency_key_in_use", "invalid_idempotency_key", "shared_state_unavailable", "lab_disabled",
     }
 )
