@@ -23,7 +23,9 @@ endif
 .venv/bin/python:
 	$(PYTHON3) -m venv .venv || { rm -rf .venv && apt-get update && apt-get install -y python3-venv && $(PYTHON3) -m venv .venv; }
 
+# A taken port is said before anything is installed or started (tools/check_port.py).
 run: $(ENV_READY)
+	@$(PYTHON) tools/check_port.py 127.0.0.1 $(PORT)
 	$(PYTHON) -m pip install -q -r requirements.txt
 	$(PYTHON) -m uvicorn app:app --host 127.0.0.1 --port $(PORT)
 
