@@ -1,6 +1,7 @@
 """Every event a run yields, its fields, and its frame bytes: the one home of the stream's vocabulary.
 
-Like h11's `_events.py`, one small class per event type. A run yields these objects;
+Like h11's `_events.py`, one frozen dataclass per event type, its fields documented once, in
+its docstring. A run yields these objects;
 `web/stream.py` sends `encode(event)` as one Server-Sent Events frame each, and the
 buffered route drains the same objects into one JSON object. The JSON of a frame is
 `event.to_dict()`, which always carries `type`.
@@ -21,6 +22,7 @@ Frames: https://html.spec.whatwg.org/multipage/server-sent-events.html
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 # Compact and not ASCII-escaped: smaller frames. JSON escapes every control character,
@@ -31,11 +33,12 @@ _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 PING = b": ping\n\n"
 
 
+@dataclass(slots=True, frozen=True)
 class Event:
-    """Base of every event. `fields` lists the JSON keys after `type`, in frame order."""
+    """Base of every event: its fields are the JSON keys after `type`, in frame order."""
 
-    __slots__ = ()
     type: ClassVar[str]
+    # The field names, in frame order (filled in for each class below, from its dataclass fields).
     fields: ClassVar[tuple[str, ...]] = ()
     # Fields left out of the JSON when they are None.
     optional: ClassVar[frozenset[str]] = frozenset()
@@ -49,133 +52,165 @@ class Event:
             out[name] = value
         return out
 
-    def __eq__(self, other: object) -> bool:
-        return other.__class__ is self.__class__ and other.to_dict() == self.to_dict()  # type: ignore[attr-defined]
 
-    def __repr__(self) -> str:
-        return f"{self.__class__.__name__}({', '.join(f'{n}={getattr(self, n)!r}' for n in self.fields)})"
-
-
+@dataclass(slots=True, frozen=True)
 class Start(Event):
-    """First frame: which intent the request was routed to, and which model answers."""
+    """First frame: which intent the request was routed to, and which model answers.
 
-    __slots__ = ("request_id", "intent", "model", "provider")
+    Fields:
+        request_id: the run's id (128 random bits, hex); frames' `id:` lines start with it.
+        intent: explain, modify, create or chat.
+        model: the model's name, as configured.
+        provider: the backend ("openai-compatible", "offline").
+    """
+
     type = "start"
-    fields = ("request_id", "intent", "model", "provider")
+    request_id: str
+    intent: str
+    model: str
+    provider: str
 
-    def __init__(self, request_id: str, intent: str, model: str, provider: str) -> None:
-        self.request_id, self.intent, self.model, self.provider = request_id, intent, model, provider
 
-
+@dataclass(slots=True, frozen=True)
 class Reasoning(Event):
-    """One thinking delta, as the model produced it. With SEND_REASONING=false the text is
-    withheld: one frame with `content: ""` and `withheld: true` says the model is thinking."""
+    """One thinking delta, as the model produced it.
 
-    __slots__ = ("content", "withheld")
+    Fields:
+        content: the thinking text ("" when withheld).
+        withheld: with SEND_REASONING=false, true on the one frame that says the model is
+            thinking (its text is not sent); left out otherwise.
+    """
+
     type = "reasoning"
-    fields = ("content", "withheld")
     optional = frozenset({"withheld"})
+    content: str
+    withheld: bool | None = None
 
-    def __init__(self, content: str, withheld: bool | None = None) -> None:
-        self.content, self.withheld = content, withheld
 
-
+@dataclass(slots=True, frozen=True)
 class Chat(Event):
-    """One delta of the answer's prose. `streaming` is always true (front ends read it)."""
+    """One delta of the answer's prose.
 
-    __slots__ = ("content",)
+    Fields:
+        content: the text.
+        streaming: always true (front ends read it).
+    """
+
     type = "chat"
-    fields = ("content", "streaming")
-    streaming = True
-
-    def __init__(self, content: str) -> None:
-        self.content = content
+    content: str
+    streaming: bool = field(default=True, init=False)
 
 
+@dataclass(slots=True, frozen=True)
 class ScenarioDelta(Event):
-    """Raw text inside the answer's fenced block (a scenario or a patch), as it streams."""
+    """Raw text inside the answer's fenced block (a scenario or a patch), as it streams.
 
-    __slots__ = ("content",)
+    Fields:
+        content: the text.
+    """
+
     type = "scenario_delta"
-    fields = ("content",)
-
-    def __init__(self, content: str) -> None:
-        self.content = content
+    content: str
 
 
+@dataclass(slots=True, frozen=True)
 class ScenarioPatch(Event):
-    """One JSON Patch operation (RFC 6902), applied to the run's working copy the moment it
-    was complete. A preview: the `scenario` frame replaces it; an `error` or `repair` drops it."""
+    """One JSON Patch operation, applied to the run's working copy the moment it was complete.
+    A preview: the `scenario` frame replaces it; an `error` or `repair` drops it.
 
-    __slots__ = ("op", "index")
+    Fields:
+        op: the operation (RFC 6902), as the model wrote it.
+        index: its position in the patch, from 0.
+    """
+
     type = "scenario_patch"
-    fields = ("op", "index")
-
-    def __init__(self, op: dict[str, Any], index: int) -> None:
-        self.op, self.index = op, index
+    op: dict[str, Any]
+    index: int
 
 
+@dataclass(slots=True, frozen=True)
 class Scenario(Event):
-    """The validated result, and what changed from the request's scenario (JSON pointers)."""
+    """The validated result.
 
-    __slots__ = ("scenario", "changes")
+    Fields:
+        scenario: the whole scenario.
+        changes: what changed from the request's scenario, as JSON pointers.
+    """
+
     type = "scenario"
-    fields = ("scenario", "changes")
-
-    def __init__(self, scenario: dict[str, Any], changes: list[dict[str, Any]]) -> None:
-        self.scenario, self.changes = scenario, changes
+    scenario: dict[str, Any]
+    changes: list[dict[str, Any]]
 
 
+@dataclass(slots=True, frozen=True)
 class Repair(Event):
-    """The model's block did not apply; it is asked once more. Drop any preview."""
+    """The model's block did not apply; it is asked once more. Drop any preview.
 
-    __slots__ = ("attempt", "reason")
+    Fields:
+        attempt: the repair round, from 1.
+        reason: why the block did not apply.
+    """
+
     type = "repair"
-    fields = ("attempt", "reason")
-
-    def __init__(self, attempt: int, reason: str) -> None:
-        self.attempt, self.reason = attempt, reason
+    attempt: int
+    reason: str
 
 
+@dataclass(slots=True, frozen=True)
 class Error(Event):
-    """Why the run failed, for the person using the page (agent/errors.py has every code)."""
+    """Why the run failed (agent/errors.py makes every code's event).
 
-    __slots__ = ("code", "message", "retryable", "retry_after")
+    Fields:
+        code: what happened, for programs.
+        message: what happened and what to do, for the person using the page.
+        retryable: whether the same request may succeed if sent again.
+        retry_after: seconds to wait first, when known; left out otherwise.
+        detail: the technical reason, for a developer reading the frames; left out when None.
+    """
+
     type = "error"
-    fields = ("code", "message", "retryable", "retry_after")
-    optional = frozenset({"retry_after"})
+    optional = frozenset({"retry_after", "detail"})
+    code: str
+    message: str
+    retryable: bool
+    retry_after: float | None = None
+    detail: str | None = None
 
-    def __init__(self, code: str, message: str, retryable: bool, retry_after: float | None = None) -> None:
-        self.code, self.message, self.retryable, self.retry_after = code, message, retryable, retry_after
 
-
+@dataclass(slots=True, frozen=True)
 class Done(Event):
-    """Always the last frame. `finish_reason`: stop, length, content_filter or error.
-    `usage` is the server's token counts, or counted ones marked `"estimated": true`.
-    `timings`: ttft_ms, first_reasoning_ms, total_ms. `repairs`: repair rounds used."""
+    """Always the last frame.
 
-    __slots__ = ("finish_reason", "usage", "timings", "repairs")
+    Fields:
+        finish_reason: stop, length, content_filter or error.
+        usage: the server's token counts, or counted ones marked `"estimated": true`.
+        timings: ttft_ms, first_reasoning_ms, total_ms.
+        repairs: repair rounds used.
+    """
+
     type = "done"
-    fields = ("finish_reason", "usage", "timings", "repairs")
-
-    def __init__(self, finish_reason: str, usage: dict[str, Any] | None, timings: dict[str, Any], repairs: int = 0) -> None:
-        self.finish_reason, self.usage, self.timings, self.repairs = finish_reason, usage, timings, repairs
+    finish_reason: str
+    usage: dict[str, Any] | None
+    timings: dict[str, Any]
+    repairs: int = 0
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls for cls in (Start, Reasoning, Chat, ScenarioDelta, ScenarioPatch, Scenario, Repair, Error, Done)
 }
+for _cls in EVENT_TYPES.values():
+    _cls.fields = tuple(f.name for f in fields(_cls))
 
 # The frame of every token, filled in: the bytes the generic encoding gives for a Chat
-# event, without building its dict and running the encoder over it (tests/test_events.py
-# holds the two equal).
+# event, without building its dict and running the encoder over it (tests/test_sse.py
+# holds the two equal on any text).
 _CHAT_FRAME = b'event: chat\ndata: {"type":"chat","content":%s,"streaming":true}\n\n'
 
 
 def encode(event: Event) -> bytes:
     """One frame: `event: <type>\\ndata: <one-line JSON>\\n\\n`. The JSON carries the same type."""
-    if event.__class__ is Chat:
-        return _CHAT_FRAME % _dumps(event.content).encode()  # type: ignore[attr-defined]
+    if isinstance(event, Chat):
+        return _CHAT_FRAME % _dumps(event.content).encode()
     return encode_generic(event)
 
 

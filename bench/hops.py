@@ -8,12 +8,17 @@ each hop that is our code, in the order a token takes (docs/token-path.md, hops 
 prints the time per token of each, best of five rounds. What this leaves out (uvloop,
 uvicorn, the syscalls, waking the task) is the difference to the whole-server figures of
 bench/run.py and bench/icount.py.
+
+A second table times each "usual read" fast path on the token path against the general path
+it stands in for, on the same tokens: the figure that says whether the fast path is worth
+its lines (tests/test_sse.py and tests/test_upstream_decode.py hold each equal to its slow path).
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import importlib.util
+import json
 import os
 import sys
 import time
@@ -25,12 +30,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # The project root only: bench/ on sys.path would shadow the `upstream` package with bench/upstream.py.
 sys.path.insert(0, os.path.dirname(HERE))
 
-from agent.events import Chat, encode  # noqa: E402
+from agent.events import Chat, encode, encode_generic  # noqa: E402
 from agent.model import Finish  # noqa: E402
 from agent.request import AgentRequest  # noqa: E402
 from agent.run import Run  # noqa: E402
-from upstream.decode import ChatStreamDecoder  # noqa: E402
-from upstream.transport import _UNSHOWN_MAX_BYTES, MAX_INCOMPLETE_EVENT_BYTES, _show_h11, whole_chunk  # noqa: E402
+from upstream.decode import ChatStreamDecoder, _append, _loads  # noqa: E402
+from upstream.sse import EventDataDecoder, EventDecoder, LineDecoder  # noqa: E402
+from upstream.transport import MAX_INCOMPLETE_EVENT_BYTES, BodyDecoder  # noqa: E402
 
 
 def _bench_upstream():  # type: ignore[no-untyped-def]
@@ -67,37 +73,10 @@ def response_in_body() -> h11.Connection:
 
 
 def dechunk_each(chunks: list[bytes]) -> list[bytes]:
-    """upstream/transport.py's per-read step (_ResponseStream.__aiter__): a read that is one
-    plain chunk, right after h11 read a chunk to its end, through `whole_chunk` (h11 told of
-    its bytes at most 64 KiB later); any other read fed to h11, events taken until NEED_DATA
-    or until only a chunk's CRLF is left, the Data bytes handed out."""
-    http = response_in_body()
-    next_event, NEED_DATA, Data = http.next_event, h11.NEED_DATA, h11.Data
-    only_crlf = (b"\r\n", False)
-    out = []
-    at_chunk_boundary, unshown = False, 0
-    for c in chunks:
-        if at_chunk_boundary and (data := whole_chunk(c)) is not None:
-            unshown += len(data)
-            if unshown >= _UNSHOWN_MAX_BYTES:
-                _show_h11(http, unshown)
-                unshown = 0
-            out.append(data)
-            continue
-        if unshown:
-            _show_h11(http, unshown)
-            unshown = 0
-        at_chunk_boundary = False
-        http.receive_data(c)
-        pieces = []
-        while (event := next_event()) is not NEED_DATA:
-            if type(event) is Data:
-                pieces.append(event.data)
-                if event.chunk_end and len(event.data) + c.find(b"\r\n") + 4 == len(c) and http.trailing_data == only_crlf:
-                    at_chunk_boundary = True
-                    break
-        out.append(bytes(pieces[0]) if len(pieces) == 1 else b"".join(pieces))
-    return out
+    """upstream/transport.py's per-read step, the shipped code: each read fed to the
+    `BodyDecoder` that _ResponseStream.__aiter__ feeds, its body bytes handed out."""
+    feed = BodyDecoder(response_in_body()).feed
+    return [feed(c) for c in chunks]
 
 
 def timed(fn, rounds: int = 5) -> float:  # type: ignore[no-untyped-def]
@@ -142,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             encode(e)
 
     rows = [
-        ("2", "HTTP/1.1 framing removed (whole_chunk; h11 for the rest)", "upstream/transport.py · _ResponseStream.__aiter__", timed(dechunk)),
+        ("2", "HTTP/1.1 framing removed (h11)", "upstream/transport.py · BodyDecoder.feed", timed(dechunk)),
         ("4", "SSE lines → event → JSON → delta", "upstream/decode.py · ChatStreamDecoder.feed", timed(decode)),
         ("7", "the run's loop builds the event", "agent/run.py · Run.events (a model that yields at once)", timed(run_events)),
         ("8", "frame encoding", "agent/events.py · encode", timed(frames)),
@@ -152,6 +131,54 @@ def main(argv: list[str] | None = None) -> int:
         print("| %s | %s | %s | %.2f |" % (hop, what, where, seconds / n * 1e6))
     print("\nsum of our hops: %.2f µs per token (%d tokens, best of 5, Python %s)"
           % (sum(r[3] for r in rows) / n * 1e6, n, sys.version.split()[0]))
+
+    datas = [d for b in bodies for d in EventDataDecoder().feed(b)]  # each event's data: the chunk's JSON
+    contents = [json.loads(d)["choices"][0]["delta"]["content"] for d in datas]
+
+    def sse_fast() -> None:
+        feed = EventDataDecoder().feed
+        for b in bodies:
+            feed(b)
+
+    def sse_stages() -> None:
+        lines, events = LineDecoder(), EventDecoder()
+        for b in bodies:
+            for line in lines.feed(b):
+                events.decode(line)
+
+    def json_fast() -> None:
+        for d in datas:
+            _loads(d)
+
+    def json_plain() -> None:
+        for d in datas:
+            json.loads(d)
+
+    def delta_fast() -> None:
+        out: list[str] = []
+        for content, d in zip(contents, datas):
+            if len(content) <= 16384 and (content.isascii() or "\\u" not in d):
+                out.append(content)
+
+    def delta_checked() -> None:
+        out: list[str] = []
+        for content in contents:
+            _append(out, content, str)
+
+    def chat_generic() -> None:
+        for e in events:
+            encode_generic(e)
+
+    pairs = [
+        ("upstream/sse.py · EventDataDecoder: a read that is one data event", sse_fast, "the two stages (LineDecoder, EventDecoder)", sse_stages),
+        ("upstream/decode.py · _loads (raw_decode)", json_fast, "json.loads", json_plain),
+        ("upstream/decode.py · a delta from UTF-8 text, no \\u escape", delta_fast, "_append's well-formedness check", delta_checked),
+        ("agent/events.py · the chat frame template", frames, "encode_generic", chat_generic),
+    ]
+    print("\n| fast path | µs per token | general path | µs per token | saved |\n|---|---|---|---|---|")
+    for what, fast, general, slow in pairs:
+        f, g = timed(fast) / n * 1e6, timed(slow) / n * 1e6
+        print("| %s | %.2f | %s | %.2f | %.2f |" % (what, f, general, g, g - f))
     return 0
 
 

@@ -3,11 +3,15 @@ page's reducer must know every event type it defines, with the same fields."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
 
-from agent.events import EVENT_TYPES, Chat, Done, Error, Reasoning, encode, encode_generic
+import pytest
+
+from agent.events import (EVENT_TYPES, Chat, Done, Error, Reasoning, Repair, Scenario, ScenarioDelta, ScenarioPatch, Start,
+                          encode, encode_generic)
 from agent.intents import INTENTS, MODES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,3 +73,53 @@ def test_the_page_offers_exactly_the_modes_of_the_intent_table():
     main = (ROOT / "static" / "main.js").read_text()
     listed = re.search(r"const MODES = \[([^\]]*)\]", main)
     assert listed and re.findall(r'"([a-z_]+)"', listed.group(1)) == list(MODES)
+
+
+# Every event type's frame, byte for byte: the bytes clients have always received.
+FRAMES = [
+    (Start("r1", "chat", "m", "p"),
+     b'event: start\ndata: {"type":"start","request_id":"r1","intent":"chat","model":"m","provider":"p"}\n\n'),
+    (Reasoning("t"), b'event: reasoning\ndata: {"type":"reasoning","content":"t"}\n\n'),
+    (Reasoning("", withheld=True), b'event: reasoning\ndata: {"type":"reasoning","content":"","withheld":true}\n\n'),
+    (Chat("\u00e9\n\"x\""), b'event: chat\ndata: {"type":"chat","content":"\xc3\xa9\\n\\"x\\"","streaming":true}\n\n'),
+    (ScenarioDelta('{"a"'), b'event: scenario_delta\ndata: {"type":"scenario_delta","content":"{\\"a\\""}\n\n'),
+    (ScenarioPatch({"op": "replace", "path": "/title", "value": "T"}, 0),
+     b'event: scenario_patch\ndata: {"type":"scenario_patch","op":{"op":"replace","path":"/title","value":"T"},"index":0}\n\n'),
+    (Scenario({"title": "T"}, [{"op": "replace", "path": "/title"}]),
+     b'event: scenario\ndata: {"type":"scenario","scenario":{"title":"T"},"changes":[{"op":"replace","path":"/title"}]}\n\n'),
+    (Repair(1, "bad"), b'event: repair\ndata: {"type":"repair","attempt":1,"reason":"bad"}\n\n'),
+    (Error("internal", "m", True), b'event: error\ndata: {"type":"error","code":"internal","message":"m","retryable":true}\n\n'),
+    (Error("upstream_rate_limited", "m", True, 3.0),
+     b'event: error\ndata: {"type":"error","code":"upstream_rate_limited","message":"m","retryable":true,"retry_after":3.0}\n\n'),
+    (Done("stop", {"completion_tokens": 2}, {"ttft_ms": 1.5}, 1),
+     b'event: done\ndata: {"type":"done","finish_reason":"stop","usage":{"completion_tokens":2},"timings":{"ttft_ms":1.5},"repairs":1}\n\n'),
+]
+
+
+@pytest.mark.parametrize("event, frame", FRAMES, ids=[f"{e.type}-{i}" for i, (e, _) in enumerate(FRAMES)])
+def test_every_event_types_frame_bytes_are_unchanged(event, frame):
+    assert encode(event) == frame
+
+
+def test_every_event_is_a_frozen_slotted_dataclass_with_its_fields_documented_once():
+    assert {event.__class__ for event, _ in FRAMES} == set(EVENT_TYPES.values())
+    for name, cls in EVENT_TYPES.items():
+        assert dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen, name
+        assert "__slots__" in cls.__dict__ and "__dict__" not in dir(cls), name
+        assert cls.fields == tuple(f.name for f in dataclasses.fields(cls)), name
+        doc = cls.__doc__ or ""
+        for field in cls.fields:  # each field described once, in the class's "Fields:" section
+            assert len(re.findall(rf"^\s+{field}: ", doc, re.M)) == 1, (name, field)
+    event = Chat("a")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        event.content = "b"  # type: ignore[misc]
+    assert event == Chat("a") and event != Chat("b") and event != ScenarioDelta("a")
+
+
+def test_an_error_carries_its_detail_when_set_and_leaves_it_out_when_none():
+    error = Error("invalid_scenario", "The model's change could not be read.", True, detail="Expecting value (line 1, column 1)")
+    assert error.to_dict() == {"type": "error", "code": "invalid_scenario", "message": "The model's change could not be read.",
+                               "retryable": True, "detail": "Expecting value (line 1, column 1)"}
+    assert encode(error).endswith(b',"retryable":true,"detail":"Expecting value (line 1, column 1)"}\n\n')
+    assert "detail" not in Error("internal", "m", True).to_dict()
+    assert list(Error("x", "m", True, 2.0, "why").to_dict()) == ["type", "code", "message", "retryable", "retry_after", "detail"]

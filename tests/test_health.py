@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 import httpx
+import pytest
 
 from tests.conftest import upstream_env
-from tests.support.servers import STREAM_PATH, FakeUpstream, LiveApp, Plan, parse_frames
+from tests.support.raw_server import LLAMA_CPP_HEAD, LLAMA_CPP_OVER_CONTEXT, answering_once, serve
+from tests.support.servers import HEALTH_PATH, STREAM_PATH, FakeUpstream, LiveApp, Plan, parse_frames
 from web.health import DEGRADED_AFTER, UpstreamHealth
 
 BODY = {"message": "hello", "mode": "chat"}
@@ -121,7 +124,7 @@ def test_health_matches_the_documented_schema() -> None:
     schema = _nullable_to_json_schema(document["components"]["schemas"]["Health"])
     validator = jsonschema.Draft7Validator(schema)
     with FakeUpstream() as fake:
-        with LiveApp(upstream_env(fake, TOKEN_BUDGET_PER_DAY="1000")) as live:
+        with LiveApp(upstream_env(fake, TOKEN_BUDGET_PER_DAY="1000000")) as live:  # above any reservation
             fresh = live.health()
             for _ in range(DEGRADED_AFTER):
                 fake.push(Plan(status=503))
@@ -132,3 +135,40 @@ def test_health_matches_the_documented_schema() -> None:
         errors = [e.message for e in validator.iter_errors(body)]
         assert not errors, (body, errors)
     assert not validator.is_valid({**degraded, "status": "made_up"})
+
+
+# llama-cpp-python's two empty 200 answers, byte for byte from a raw server: a prompt over the
+# context (an empty body ended by the zero-size chunk) and a server process that died (the head,
+# then the connection closed, here after one token). Only the second says the server is unwell.
+ENDINGS = {
+    "over-context": (LLAMA_CPP_OVER_CONTEXT, "context_too_long", False),
+    "crash-mid-answer": (LLAMA_CPP_HEAD + b"3f\r\ndata: {\"choices\": [{\"delta\": {\"content\": \"In\"}, \"index\": 0}]}\n\n\r\n",
+                         "upstream_interrupted", True),
+    "crash-before-any-byte": (LLAMA_CPP_HEAD, "upstream_interrupted", True),
+}
+
+
+@pytest.mark.parametrize("ending", ENDINGS)
+def test_an_empty_200_degrades_health_and_counts_in_metrics_only_when_the_body_was_cut(ending):
+    response, code, unwell = ENDINGS[ending]
+
+    async def check(url: str, state: dict) -> tuple[list, dict, str]:
+        env = {"OPENAI_BASE_URL": url + "/v1", "OPENAI_API_KEY": "sk-test", "OPENAI_MODEL": "SmolLM2", "UPSTREAM_MAX_RETRIES": "0"}
+        with LiveApp(env) as live:
+            async with httpx.AsyncClient(timeout=15) as client:
+                errors = []
+                for _ in range(DEGRADED_AFTER):
+                    frames = parse_frames((await client.post(live.url + STREAM_PATH, json=BODY)).content)
+                    errors.append([(data["code"], data["retryable"]) for kind, data in frames if kind == "error"])
+                health = (await client.get(live.url + HEALTH_PATH)).json()
+                metrics = (await client.get(live.url + "/metrics")).text
+        return errors, health, metrics
+
+    errors, health, metrics = asyncio.run(serve(answering_once(response))(check))
+    assert errors == [[(code, unwell)]] * DEGRADED_AFTER  # interrupted is retryable; too long is not
+    assert health["upstream"]["consecutive_failures"] == (DEGRADED_AFTER if unwell else 0)
+    assert health["status"] == ("degraded" if unwell else "ok")
+    assert health["upstream"]["last_error_code"] == (code if unwell else None)
+    assert f'scenario_agent_errors_total{{code="{code}"}} {DEGRADED_AFTER}' in metrics
+    other = "context_too_long" if unwell else "upstream_interrupted"
+    assert f'code="{other}"' not in metrics

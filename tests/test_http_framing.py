@@ -1,10 +1,11 @@
-"""upstream/transport.py against RFC 9112, byte by byte: each case from issue 10's review.
+"""upstream/transport.py against RFC 9112, byte by byte: each case a review of the transport raised.
 
 Every test runs a raw asyncio server on loopback that writes exact bytes, and an
-httpx.AsyncClient on the transport (the shortcut's property test, last, feeds exact network
-reads to the transport's connection object instead: a socket cannot keep read boundaries). Framing is h11's; what these check is that the
-transport passes h11's verdicts on as httpx errors, keeps what h11 keeps, and adds the
-bounds and timing rules of its own (no resend, head deadline, backpressure is not silence).
+httpx.AsyncClient on the transport (the tests of the body decoder, last, feed exact network
+reads to it and to the transport's connection object instead: a socket cannot keep read
+boundaries). Framing is h11's; what these check is that the transport passes h11's verdicts
+on as httpx errors, keeps what h11 keeps, and adds the bounds and timing rules of its own (no
+resend, head deadline, backpressure is not silence).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from hypothesis import strategies as st
 
 from tests.support.raw_server import answering, read_request, serve
 from tests.support.reads import as_reads
-from upstream.transport import MAX_INCOMPLETE_EVENT_BYTES, StreamingTransport, _Connection, _ResponseStream, whole_chunk
+from upstream.transport import MAX_INCOMPLETE_EVENT_BYTES, BodyDecoder, StreamingTransport, _Connection, _ResponseStream
 
 
 async def post(client: httpx.AsyncClient, url: str) -> httpx.Response:
@@ -347,28 +348,10 @@ def test_the_data_before_a_malformed_chunk_in_the_same_read_is_handed_out_first(
     assert body_until_protocol_error(handler) == [b"data: [DONE]\n\n"]
 
 
-# -- the whole-chunk shortcut (upstream/transport.py: whole_chunk, _show_h11) -------------------
+# -- the body decoder (upstream/transport.py: BodyDecoder) and the I/O loop around it --------------
 #
-# Between chunks, a read that is exactly one plain chunk is handed out without h11, and h11 is
-# told of those bytes before it reads anything else. These check that the shortcut accepts only
-# what h11 accepts, gives the same bytes and leaves h11 where it would have been.
-
-@pytest.mark.parametrize("read, data", [
-    (b"5\r\nhello\r\n", b"hello"),
-    (b"000A\r\n0123456789\r\n", b"0123456789"),
-    (b"fffffff\r\n", None),  # a size line alone
-    (b"5\r\nhello\r\n0\r\n\r\n", None),  # more than one chunk
-    (b"5\r\nhel", None),  # less than one
-    (b"5;ext=1\r\nhello\r\n", None),  # an extension: h11's
-    (b"0\r\n\r\n", None),  # the last chunk: h11's
-    (b"5\r\nhelloXY", None),  # no CRLF after the data
-    (b"0x5\r\nhello\r\n", None), (b"+5\r\nhello\r\n", None), (b" 5\r\nhello\r\n", None),
-    (b"5 \r\nhello\r\n", None), (b"-5\r\nhello\r\n", None), (b"1_0\r\n" + b"a" * 16 + b"\r\n", None),
-    (b"\r\nhello\r\n", None), (b"12345678\r\n", None),  # no size; 8 digits (past the bound)
-])
-def test_whole_chunk_takes_exactly_one_plain_chunk(read, data):
-    assert whole_chunk(read) == data
-
+# The body is read by h11 alone: every byte the server sent is handed to h11, as it came, and
+# what the transport hands out is what h11 decoded.
 
 class FakeSocket(asyncio.Transport):
     """What _Connection needs of its transport, with nothing on the other side."""
@@ -383,16 +366,16 @@ class FakeSocket(asyncio.Transport):
     def abort(self) -> None: self.aborted = True
 
 
-class CountingConnection(h11.Connection):
-    """An h11 client connection that counts its next_event calls."""
+class RecordingConnection(h11.Connection):
+    """An h11 client connection that records every read it is given."""
 
     def __init__(self) -> None:
         super().__init__(h11.CLIENT, max_incomplete_event_size=MAX_INCOMPLETE_EVENT_BYTES)
-        self.next_events = 0
+        self.given: list[bytes] = []
 
-    def next_event(self):  # type: ignore[no-untyped-def]
-        self.next_events += 1
-        return super().next_event()
+    def receive_data(self, data: bytes) -> None:
+        self.given.append(bytes(data))
+        super().receive_data(data)
 
 
 def in_body(http: h11.Connection) -> h11.Connection:
@@ -469,38 +452,63 @@ PIECES = st.one_of(
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(PIECES, max_size=12), st.lists(st.integers(0, 3), max_size=12), st.data())
-def test_the_shortcut_and_h11_alone_agree_on_any_reads(pieces, merges, data):
+def test_the_transport_and_h11_alone_agree_on_any_reads(pieces, merges, data):
     reads = as_reads(pieces, merges, lambda n: data.draw(st.integers(1, n - 1)))
     body, outcome, http = through_transport(reads)
     assert (body, outcome) == through_h11(reads)
     if outcome == "complete":
-        assert http.their_state is h11.DONE  # h11 was told of every byte: the connection can be pooled
+        assert http.their_state is h11.DONE
 
 
-def test_plain_chunks_after_the_first_are_read_without_an_h11_event_each():
-    # The first chunk goes through h11 (it shows the body is chunked); the next 200, one read
-    # each, are handed out as they are; the last chunk is h11's again.
-    chunks = [b"data: token %d\n\n" % i for i in range(201)]
-    http = CountingConnection()
-    body, outcome, _ = through_transport([plain(c) for c in chunks] + [b"0\r\n\r\n"], http)
-    assert (body, outcome) == (b"".join(chunks), "complete")
+def test_h11_is_given_exactly_the_bytes_the_server_sent():
+    # No read is handed out past h11 and no stand-in bytes are fed to it: what h11 decodes is
+    # what came over the wire, read by read, then the close (b"") only if the body needs it.
+    reads = [plain(b"data: token %d\n\n" % i) for i in range(50)] + [b"0\r\n\r\n"]
+    http = RecordingConnection()
+    body, outcome, _ = through_transport(reads, http)
+    assert (body, outcome) == (b"".join(b"data: token %d\n\n" % i for i in range(50)), "complete")
+    assert http.given == [CHUNKED] + reads  # the head (given by the test's set-up), then each read
+
+
+def fresh_body() -> tuple[h11.Connection, BodyDecoder]:
+    http = in_body(h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_INCOMPLETE_EVENT_BYTES))
+    return http, BodyDecoder(http)
+
+
+def test_the_body_decoder_is_a_push_parser_bytes_in_pieces_and_an_end_out():
+    http, body = fresh_body()
+    assert body.feed(b"5\r\nhel") == b"hel"
+    assert body.feed(b"lo\r\n") == b"lo"
+    assert body.feed(b"3\r\nabc\r\n2\r\nde\r") == b"abcde"  # a read of several chunks: one piece
+    assert type(body.feed(b"\n")) is bytes and not body.complete
+    assert body.feed(b"0\r\n\r\n") == b"" and body.complete and body.reusable and body.error is None
     assert http.their_state is h11.DONE
-    assert http.next_events <= 6, http.next_events  # was about 2 per chunk: 400
 
 
-def test_many_plain_chunks_are_shown_to_h11_in_bounded_steps():
-    # 3 MB through the shortcut in 48 KiB chunks: h11 is told of them at least every 64 KiB
-    # or so, never as one 3 MB chunk of zeros at the end.
-    chunk = b"z" * (48 * 1024)
-    http = CountingConnection()
-    body, outcome, _ = through_transport([plain(chunk)] * 64 + [b"0\r\n\r\n"], http)
-    assert (len(body), outcome) == (64 * len(chunk), "complete")
-    assert 30 <= http.next_events <= 40, http.next_events
+def test_the_body_decoder_returns_the_bytes_before_a_refusal_then_says_why():
+    _, body = fresh_body()
+    assert body.feed(b"e\r\ndata: [DONE]\n\n\r\nzz\r\n") == b"data: [DONE]\n\n"
+    assert body.error is not None and "chunk header" in body.error and not body.complete
+
+
+def test_the_body_decoder_reads_a_close_before_the_end_as_an_error_and_a_close_after_as_nothing():
+    _, body = fresh_body()
+    assert body.feed(b"2\r\nok\r\n") == b"ok"
+    assert body.feed(b"") == b"" and body.error is not None and "incomplete chunked read" in body.error
+    # llama-cpp-python's answer to a prompt over its context: the terminating chunk alone.
+    _, body = fresh_body()
+    assert body.feed(b"0\r\n\r\n") == b"" and body.complete and body.error is None
+
+
+def test_bytes_after_the_body_make_it_complete_but_not_reusable():
+    _, body = fresh_body()
+    assert body.feed(b"2\r\nok\r\n0\r\n\r\nHTTP/1.1 200 OK\r\n") == b"ok"
+    assert body.complete and not body.reusable
 
 
 @pytest.mark.parametrize("size", [b"0x1f", b"+1f", b" 1f", b"-1f", b"1_f"])
-def test_a_bad_chunk_size_after_plain_chunks_is_refused_over_the_wire(size):
-    # The same RFC cases, arriving where the shortcut looks: each chunk in its own write.
+def test_a_bad_chunk_size_after_good_chunks_is_refused_over_the_wire(size):
+    # The RFC cases above, arriving after good chunks: each chunk in its own write.
     async def handler(reader, writer, state):
         await read_request(reader)
         writer.write(CHUNKED + plain(b"one"))
@@ -513,7 +521,7 @@ def test_a_bad_chunk_size_after_plain_chunks_is_refused_over_the_wire(size):
     assert body_until_protocol_error(handler) == [b"one", b"two", b"three"]
 
 
-def test_a_body_read_through_the_shortcut_leaves_the_connection_reusable():
+def test_a_body_read_chunk_by_chunk_leaves_the_connection_reusable():
     async def handler(reader, writer, state):
         while True:
             state["requests"].append(await read_request(reader))

@@ -304,7 +304,7 @@ def test_tls(tmp_path: Path):
     assert connections == 1  # kept alive and reused over TLS (the strict client never got past the handshake)
 
 
-# -- a client that stops reading holds little (issue 12, item 7) ----------------------------
+# -- a client that stops reading holds little ------------------------------------------
 
 class EndlessUpstream:
     """A raw OpenAI-style upstream on loopback, in a thread: every streaming request gets an

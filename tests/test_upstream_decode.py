@@ -3,10 +3,12 @@
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.errors import AgentError
 from agent.model import Finish
-from upstream.decode import ChatStreamDecoder
+from upstream.decode import ChatStreamDecoder, _loads
 
 
 def chunk(content=None, finish=None):
@@ -78,7 +80,7 @@ def test_whitespace_around_the_json_is_allowed_and_trailing_junk_is_not():
     assert out == [] and decoder.error is not None and decoder.error.code == "upstream_invalid_response"
 
 
-# llama-cpp-python 0.3.36, captured (/work/shared/wire/llama-cpp-python/direct-max_tokens-5.txt):
+# llama-cpp-python 0.3.36, captured (shared/wire/llama-cpp-python/direct-max_tokens-5.txt):
 # spaces after colons, a role-only first chunk, no usage chunk, finish "length".
 LLAMA_CPP_CAPTURE = "".join(
     'data: {"id": "chatcmpl-ef905964", "model": "SmolLM2-135M-Instruct.Q4_1.gguf", "created": 1796160527, "object": "chat.completion.chunk", '
@@ -117,3 +119,41 @@ def test_non_ascii_deltas_pass_as_they_are_and_a_lone_surrogate_escape_is_replac
     assert out[:3] == ["⟦1⟧ é", "é" + "\ufffd" * 3, "\U0001F600 ok"]  # the surrogate's 3 UTF-8 bytes, each replaced
     assert all(isinstance(item, str) and item.encode("utf-8") for item in out[:3])
     assert decoder.error is None and decoder.done
+
+
+# -- the one fast path kept here: _loads against json.loads ---------------------------------------
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+AROUND = st.sampled_from(["", " ", "\n", "\t ", "\r\n", "x", "]", " 1", "\u00a0"])
+
+
+def loads_outcome(loads, text):  # type: ignore[no-untyped-def]
+    try:
+        return "value", json.dumps(loads(text))  # dumps: NaN and -0.0 compare as text
+    except ValueError:
+        return "error", None
+
+
+@settings(max_examples=600)
+@given(st.one_of(st.text(max_size=40),
+                 st.tuples(AROUND, JSON_VALUES, AROUND, st.booleans()).map(
+                     lambda t: t[0] + json.dumps(t[1], ensure_ascii=t[3], separators=(",", ":") if t[3] else (", ", ": ")) + t[2])))
+def test_loads_gives_what_json_loads_gives_on_any_text(text):
+    assert loads_outcome(_loads, text) == loads_outcome(json.loads, text)
+
+
+@settings(max_examples=300)
+@given(st.text(max_size=30), st.booleans())
+def test_any_delta_text_reaches_the_output_whole_and_well_formed(text, escaped):
+    # Non-ASCII as UTF-8 or as \u escapes (lone surrogates included): what comes out is the
+    # text, with only a lone surrogate replaced, and always encodable as UTF-8. (A first delta
+    # "a" settles that there is no inline <think>, which would take leading whitespace.)
+    raw = b"data: " + json.dumps(chunk(text), ensure_ascii=escaped).encode("utf-8", "surrogatepass") + b"\n\n"
+    out, decoder = collect(wire(chunk("a")) + raw + wire(b"[DONE]"))
+    expected = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    assert "".join(out[:-1]) == "a" + expected and decoder.error is None
+    assert all(item.encode("utf-8") for item in out[:-1])

@@ -18,10 +18,13 @@ from agent.model import Finish
 from agent.prompts import build_prompt
 from tests.conftest import upstream_env
 from tests.support.fake_upstream import FakeUpstream, Plan, chunked
+from tests.support.models import answer
+from tests.support.raw_server import LLAMA_CPP_HEAD, LLAMA_CPP_OVER_CONTEXT, answering_once, serve
 from tests.support.servers import BUFFERED_PATH, STREAM_PATH, LiveApp, free_port, parse_frames
 from upstream.errors import is_context_too_long, redact, retry_after
 from upstream.openai_compat import OpenAICompatible
 from upstream.transport import StreamingTransport
+from web.health import DEGRADED_AFTER, UpstreamHealth
 
 KEY = "sk-test-SECRET-key-0123456789"
 SSE = {"content-type": "text/event-stream", "transfer-encoding": "chunked"}
@@ -171,20 +174,93 @@ def test_context_too_long_reaches_the_client_as_non_retryable():
     assert "Shorten" in error["message"]
 
 
+# -- an empty 200: a prompt over the context, or a server that died --------------------------------
+#
+# llama-cpp-python answers a prompt over its context with HTTP 200 and an empty body that ends
+# cleanly (the zero-size chunk); a server process that dies sends HTTP 200 and its head, then
+# the connection closes without it. Only the first is context_too_long; the second is an
+# interrupted answer, and the server is not healthy.
+
+
+def over_raw(handler, count: int, transport: str) -> tuple[list[tuple[list, str | None]], UpstreamHealth]:  # type: ignore[no-untyped-def]
+    """`count` chat answers from one OpenAICompatible instance whose upstream is a raw server
+    running `handler`, its outcomes observed by a fresh UpstreamHealth."""
+
+    async def check(url: str, state: dict) -> tuple[list[tuple[list, str | None]], UpstreamHealth]:
+        health = UpstreamHealth()
+        settings = Settings.from_env({"OPENAI_BASE_URL": url + "/v1", "OPENAI_API_KEY": KEY, "UPSTREAM_MAX_RETRIES": "0"})
+        async with httpx.AsyncClient(transport=StreamingTransport() if transport == "ours" else None) as client:
+            model = OpenAICompatible(settings, client, observe=health.observe)
+            return [await answer(model) for _ in range(count)], health
+
+    return asyncio.run(serve(handler)(check))
+
+
+ROLE_CHUNK = b'data: {"id": "chatcmpl-1", "choices": [{"index": 0, "delta": {"role": "assistant"}, "logprobs": null, "finish_reason": null}]}\n\n'
+TOKEN_CHUNK = b'data: {"id": "chatcmpl-1", "choices": [{"index": 0, "delta": {"content": "In"}, "logprobs": null, "finish_reason": null}]}\n\n'
+
+
 @pytest.mark.parametrize("transport", ["httpx", "ours"])
-@pytest.mark.parametrize("name, raw, headers", [
-    ("chunked, terminated", chunked(), SSE),
-    ("chunked, closed without the terminator", b"", SSE),
-    ("content-length 0", b"", {"content-type": "text/event-stream", "content-length": "0"}),
-])
-def test_llama_cpps_empty_200_body_is_context_too_long(name, raw, headers, transport):
-    """llama-cpp-python answers a prompt over its context with HTTP 200 and no byte of body
-    (/work/shared/wire/llama-cpp-python/direct-over-n_ctx-prompt.txt)."""
-    with FakeUpstream() as fake, Records() as records:
-        fake.push(Plan(raw=raw, headers=headers))
-        [(items, code)] = run(fake.base_url, transport=transport)
-    assert items == [] and code == "context_too_long", name
+def test_a_clean_empty_200_is_context_too_long_and_the_server_stays_healthy(transport):
+    with Records() as records:
+        results, health = over_raw(answering_once(LLAMA_CPP_OVER_CONTEXT), 1, transport)
+    assert results == [([], "context_too_long")]
     assert "empty body" in records.errors()[0]["problem"]
+    assert health.consecutive_failures == 0 and not health.degraded and health.last_success_at is not None
+
+
+@pytest.mark.parametrize("transport", ["httpx", "ours"])
+@pytest.mark.parametrize("body", [b"", chunked(ROLE_CHUNK, TOKEN_CHUNK, end=False)], ids=["before-any-byte", "mid-answer"])
+def test_a_200_cut_before_its_zero_size_chunk_is_interrupted_and_degrades_health(body, transport):
+    results, health = over_raw(answering_once(LLAMA_CPP_HEAD + body), DEGRADED_AFTER, transport)
+    expected_items = ["In"] if body else []
+    assert results == [(expected_items, "upstream_interrupted")] * DEGRADED_AFTER
+    assert health.consecutive_failures == DEGRADED_AFTER and health.degraded
+    assert health.last_error_code == "upstream_interrupted" and health.last_success_at is None
+
+
+def test_an_empty_body_read_until_the_close_is_interrupted_it_cannot_show_a_clean_end():
+    # No Content-Length, no chunked: the close is the body's only end, and a crash looks the same.
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n"
+    results, health = over_raw(answering_once(head), 1, "ours")
+    assert results == [([], "upstream_interrupted")] and health.consecutive_failures == 1
+
+
+@pytest.mark.parametrize("transport", ["httpx", "ours"])
+def test_an_empty_body_of_content_length_zero_ended_by_its_framing_is_context_too_long(transport):
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: 0\r\n\r\n"
+    results, health = over_raw(answering_once(head), 1, transport)
+    assert results == [([], "context_too_long")] and health.consecutive_failures == 0
+
+
+BODY_ENDINGS = {
+    "complete": (chunked(ROLE_CHUNK, TOKEN_CHUNK, b"data: [DONE]\n\n"), None),
+    "empty, ended cleanly": (chunked(), "context_too_long"),
+    "empty, cut": (b"", "upstream_interrupted"),
+    "cut mid-answer": (chunked(ROLE_CHUNK, TOKEN_CHUNK, end=False), "upstream_interrupted"),
+    "ended without [DONE]": (chunked(ROLE_CHUNK, TOKEN_CHUNK), "upstream_interrupted"),
+    "an error payload": (chunked(b'data: {"error": {"message": "boom", "code": 500}}\n\n'), "upstream_unavailable"),
+    "not JSON": (chunked(b"data: {oops\n\n"), "upstream_invalid_response"),
+}
+
+
+@pytest.mark.parametrize("transport", ["httpx", "ours"])
+@pytest.mark.parametrize("ending", BODY_ENDINGS)
+def test_every_ending_of_a_200_body_is_observed_once_with_its_code_and_logged_once_if_it_failed(ending, transport):
+    body, code = BODY_ENDINGS[ending]
+
+    async def check(url: str, state: dict) -> tuple[str | None, list]:
+        observed: list = []
+        settings = Settings.from_env({"OPENAI_BASE_URL": url + "/v1", "OPENAI_API_KEY": KEY, "UPSTREAM_MAX_RETRIES": "0"})
+        async with httpx.AsyncClient(transport=StreamingTransport() if transport == "ours" else None) as client:
+            model = OpenAICompatible(settings, client, observe=lambda status, error: observed.append((status, error)))
+            _, got = await answer(model)
+        return got, observed
+
+    with Records() as records:
+        got, observed = asyncio.run(serve(answering_once(LLAMA_CPP_HEAD + body))(check))
+    assert got == code and observed == [("200", code)]
+    assert [r["error_code"] for r in records.errors()] == ([code] if code else [])
 
 
 def test_a_body_with_bytes_but_no_done_is_still_interrupted():

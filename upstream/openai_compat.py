@@ -7,8 +7,9 @@ SDK's parsed stream builds pydantic objects for every chunk (about 260 us each, 
 a few us for a line split and one JSON decode).
 
 Per server differences (upstream/quirks.py): the token-limit parameter's name, learned once
-per instance when a server refuses the first choice; reasoning in its three wire shapes
-(upstream/decode.py, upstream/think.py).
+per instance when a server refuses the first choice; `temperature` (SCENARIO_TEMPERATURE, sent
+for the intents that return a block), dropped for the instance when a server refuses it;
+reasoning in its three wire shapes (upstream/decode.py, upstream/think.py).
 
 Every upstream request ends in exactly one `observe(status, error_code)` call, and every
 failure in one log record on "scenario_agent.upstream" (upstream/errors.py: `details`).
@@ -28,6 +29,7 @@ from agent import errors
 from agent.config import Settings
 from agent.model import Finish, Thinking
 from agent.prompts import Prompt
+from agent.intents import INTENTS
 from upstream import quirks
 from upstream.decode import ChatStreamDecoder
 from upstream.errors import details, map_exception, redact
@@ -65,6 +67,9 @@ class OpenAICompatible:
         self._observe = observe
         # The token-limit name to send; switched (for the life of this instance) when a server refuses it.
         self._token_param = quirks.token_param_for(settings.openai_base_url, settings.upstream_token_param)
+        # Sent by the intents that return a block (modify, create); None: never (a negative
+        # setting, or a server that refused it, as OpenAI's reasoning models do).
+        self._temperature: float | None = settings.scenario_temperature if settings.scenario_temperature >= 0 else None
         self._client = openai.AsyncOpenAI(
             # Local servers (Ollama, llama.cpp) need no key, but the SDK insists on one.
             api_key=settings.openai_api_key or "unused",
@@ -92,89 +97,88 @@ class OpenAICompatible:
         response = await self._open(prompt, max_tokens)
         status = str(response.status_code)
         decoder = ChatStreamDecoder()
-        reported = False
+        # The outcome, reported once in `finally`: None while the answer runs, when it ends well,
+        # and when this side closes it (client gone, a local limit: no upstream fault); else the
+        # error it ended with and the log fields that say why.
+        failed: tuple[errors.AgentError, dict[str, Any]] | None = None
         try:
-            try:
-                chunks = _body(response)
-                # The hot loop: one network read in, its deltas out. Kept flat on purpose:
-                # every generator layer between the socket and the client costs time per token.
-                async for chunk in chunks:
-                    for item in decoder.feed(chunk):
-                        yield item
-                    if decoder.done or decoder.error is not None:
-                        break
-                if decoder.error is not None:
-                    raise decoder.error
-                if not decoder.done:
-                    if decoder.empty:
-                        # llama.cpp's Python server answers a prompt longer than its context
-                        # with HTTP 200 and an empty body: no event, no [DONE].
-                        raise _EmptyBody()
-                    raise errors.upstream_interrupted()  # the body ended without `data: [DONE]`
-                reported = True
-                self._report(status, None)
+            chunks = _body(response)
+            # The hot loop: one network read in, its deltas out. Kept flat on purpose:
+            # every generator layer between the socket and the client costs time per token.
+            async for chunk in chunks:
+                for item in decoder.feed(chunk):
+                    yield item
+                if decoder.done or decoder.error is not None:
+                    break
+            if decoder.error is not None:
+                fields = {"problem": decoder.problem}
+                if decoder.upstream_error is not None:
+                    fields.update(details(status, decoder.upstream_error, self._secret))
+                failed = decoder.error, fields
+            elif decoder.done:
                 await _drain(chunks)
-            finally:
-                await response.aclose()
-        except _EmptyBody:
-            reported = True
-            raise self._failed(status, errors.context_too_long(), {"problem": "HTTP 200 with an empty body (llama.cpp: the prompt is longer than its context)"}) from None
-        except errors.AgentError as exc:
-            reported = True
-            fields = {"problem": decoder.problem or "the body ended without data: [DONE]"}
-            if decoder.upstream_error is not None:
-                fields.update(details(status, decoder.upstream_error, self._secret))
-            raise self._failed(status, exc, fields) from None
+            elif decoder.empty and _framed(response):
+                # llama.cpp's Python server answers a prompt longer than its context with HTTP 200
+                # and an empty body that ends cleanly: the zero-size chunk, no event, no [DONE].
+                failed = errors.context_too_long(), {"problem": "HTTP 200 with an empty body, ended by its framing "
+                                                                "(llama.cpp: the prompt is longer than its context)"}
+            else:
+                failed = errors.upstream_interrupted(), {"problem": "the body ended without data: [DONE]"}
         except _BadBody as exc:
-            reported = True
-            raise self._failed(status, errors.upstream_invalid_response(), {"problem": str(exc)}) from None
+            failed = errors.upstream_invalid_response(), {"problem": str(exc)}
         except (openai.APIError, httpx.HTTPError) as exc:
+            # The body broke off: a reset, a stall, or a close before its framing's end (a server
+            # that crashed, even before its first byte, is never taken for an over-long prompt).
             mapped = map_exception(exc)
             if mapped is None:
                 raise
-            reported = True
-            if decoder.empty and _closed_early(exc):
-                # The same empty answer, closed without the chunked terminator (as uvicorn
-                # closes a response whose app failed): still no byte of an answer.
-                raise self._failed(status, errors.context_too_long(), _exception_fields(exc, self._secret, "HTTP 200, then closed with an empty body")) from None
-            raise self._failed(status, mapped, _exception_fields(exc, self._secret, "the body broke off")) from None
+            failed = mapped, _exception_fields(exc, self._secret, "the body broke off")
         finally:
-            if not reported:
-                self._report(status, None)  # closed by this side (client gone, local limit): no upstream fault
+            if failed is None:
+                self._report(status, None)
+            else:
+                self._failed(status, *failed)
+            await response.aclose()
+        if failed is not None:
+            raise failed[0] from None
+
+    def _body_for(self, prompt: Prompt, max_tokens: int) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": prompt.messages,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            self._token_param: max_tokens,
+        }
+        if self._temperature is not None and INTENTS[prompt.intent].block is not None:
+            body["temperature"] = self._temperature
+        return body
 
     async def _open(self, prompt: Prompt, max_tokens: int) -> httpx.Response:
-        """The response, headers read; a refused token-limit name is retried once with the other.
+        """The response, headers read. A refused token-limit name is retried once with the other,
+        a refused temperature once without it; what worked is kept for every later request of
+        this instance.
 
-        The refusal comes as the response status, before any token, so the retry duplicates
-        nothing; the name that worked is kept for every later request of this instance."""
-        for attempt in (1, 2):
-            param = self._token_param
+        A refusal comes as the response status, before any token, so a retry duplicates nothing.
+        Each parameter is learned at most once per request: at most three requests in all."""
+        learned: set[str] = set()
+        while True:
+            body = self._body_for(prompt, max_tokens)
             try:
                 # The client's generic `post` (the SDK's way to call any endpoint) with a raw
                 # httpx.Response: auth, retries before the response starts and the SDK's error
                 # types as with `chat.completions.create`, without validating and transforming
                 # typed params on every request (a third of the SDK's CPU per request).
-                return await self._client.post(
-                    "/chat/completions",
-                    cast_to=httpx.Response,
-                    body={
-                        "model": self.model,
-                        "messages": prompt.messages,
-                        "stream": True,
-                        "stream_options": {"include_usage": True},
-                        param: max_tokens,
-                    },
-                    stream=True,
-                )
+                return await self._client.post("/chat/completions", cast_to=httpx.Response, body=body, stream=True)
             except openai.APIStatusError as exc:
                 status = str(exc.status_code)
-                if attempt == 1 and quirks.rejected_token_param(exc.status_code, exc.body, param):
-                    if self._token_param == param:  # a concurrent request may have switched already
-                        self._token_param = quirks.other_token_param(param)
+                refused = self._learn(exc, body, learned)
+                if refused is not None:
+                    learned.add(refused)
                     self._report(status, errors.upstream_rejected(exc.status_code).code)
-                    log.info({"message": "the upstream refused the token-limit parameter; using the other from now on",
-                              "refused": param, "now": self._token_param, "model": self.model,
-                              **details(exc.status_code, exc.body, self._secret)})
+                    log.info({"message": "the upstream refused a parameter; this instance adapts from now on",
+                              "refused": refused, "token_param": self._token_param, "temperature": self._temperature,
+                              "model": self.model, **details(exc.status_code, exc.body, self._secret)})
                     continue
                 mapped = map_exception(exc)
                 assert mapped is not None
@@ -185,7 +189,19 @@ class OpenAICompatible:
                     raise
                 timed_out = isinstance(exc, (openai.APITimeoutError, httpx.TimeoutException))
                 raise self._failed("timeout" if timed_out else "connect_error", mapped, _exception_fields(exc, self._secret, "no response")) from None
-        raise AssertionError("unreachable")
+
+    def _learn(self, exc: openai.APIStatusError, body: dict[str, Any], learned: set[str]) -> str | None:
+        """The parameter a refusal names, switched or dropped for this instance from now on; None
+        when the refusal is about something else, or about a parameter this request already tried."""
+        sent = next(name for name in quirks.TOKEN_PARAMS if name in body)
+        if learned.isdisjoint(quirks.TOKEN_PARAMS) and quirks.rejected_token_param(exc.status_code, exc.body, sent):
+            if self._token_param == sent:  # a concurrent request may have switched already
+                self._token_param = quirks.other_token_param(sent)
+            return sent
+        if "temperature" in body and quirks.rejected_temperature(exc.status_code, exc.body):
+            self._temperature = None
+            return "temperature"
+        return None
 
     def _failed(self, status: str, error: errors.AgentError, fields: dict[str, Any]) -> errors.AgentError:
         """Observe and log one failed upstream request; returns the error to raise."""
@@ -202,18 +218,11 @@ class OpenAICompatible:
                 log.exception("upstream observer failed")
 
 
-class _EmptyBody(Exception):
-    """A 200 answer whose body ended before its first byte."""
-
-
-def _closed_early(exc: BaseException) -> bool:
-    """Whether a transport error says the server closed the body early (its framing was cut
-    off), not that the framing was malformed: httpx's transports and ours word it the same way
-    ("peer closed connection without sending complete message body")."""
-    if not isinstance(exc, httpx.RemoteProtocolError):
-        return False
-    text = str(exc)
-    return "complete message body" in text or "incomplete" in text
+def _framed(response: httpx.Response) -> bool:
+    """Whether the body's end was its framing's (the zero-size chunk, or Content-Length bytes),
+    not only a close: a body read until the close cannot tell a clean end from a crash."""
+    headers = response.headers
+    return "content-length" in headers or "chunked" in headers.get("transfer-encoding", "").lower()
 
 
 def _exception_fields(exc: BaseException, secret: str | None, problem: str) -> dict[str, Any]:

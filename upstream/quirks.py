@@ -6,6 +6,12 @@ on Azure too) refuse `max_tokens` with HTTP 400 `unsupported_parameter` and want
 ignores `max_completion_tokens`. So: `max_completion_tokens` to OpenAI and Azure OpenAI,
 `max_tokens` to every other server, and when a server refuses the one it got, the other
 (`rejected_token_param` reads the refusal; OpenAICompatible retries once and remembers).
+
+`temperature` is sent for the intents that return a block. OpenAI's reasoning models refuse it
+with HTTP 400: o1, o3 and o4-mini `unsupported_parameter` ("Unsupported parameter:
+'temperature' is not supported with this model."), gpt-5 `unsupported_value` for any value but
+the default ("Only the default (1) value is supported"). `rejected_temperature` reads either;
+OpenAICompatible then leaves it out, once and for the rest of the process.
 """
 
 from __future__ import annotations
@@ -57,3 +63,17 @@ def rejected_token_param(status: int, error: Any, sent: str) -> bool:
         return False
     lowered = message.lower()
     return error.get("code") == "unsupported_parameter" or any(word in lowered for word in _REFUSAL_WORDS)
+
+
+def rejected_temperature(status: int, error: Any) -> bool:
+    """Whether an error answer refuses the `temperature` parameter: named in `param`, or
+    (servers that send no `param`) in an unsupported_parameter / unsupported_value message."""
+    if status not in (400, 422) or not isinstance(error, dict):
+        return False
+    if error.get("param") == "temperature":
+        return True
+    if error.get("param") is not None:
+        return False
+    message = short_str(error.get("message") or error)
+    return "temperature" in message and (error.get("code") in ("unsupported_parameter", "unsupported_value")
+                                         or any(word in message.lower() for word in _REFUSAL_WORDS))

@@ -8,13 +8,9 @@ appends the bytes and resolves the one future the reader waits on, and the reade
 them to `h11.Connection`, which does all of the HTTP/1.1 framing (RFC 9112: status line,
 header fields, Content-Length, chunked, read-until-close, keep-alive rules).
 
-One shortcut, for speed (h11 costs about 60,000 instructions a chunk, two thirds as much as
-the rest of the server's token path together, and a model streams one chunk per token): once
-h11 has read a body's chunk to its end, a network read that is exactly one plain chunk
-(`whole_chunk`) is handed out without h11, and h11 is told of those bytes before it reads
-anything else (`_show_h11`). The shortcut takes a strict subset of what h11 takes, and
-anything else (an extension, a read of several chunks or part of one, the last chunk,
-trailers, every malformed case) is read by h11.
+The body is read by `BodyDecoder`, a push parser with no I/O (network reads in, body bytes
+and an end out, all framing by h11), and `_ResponseStream.__aiter__` is the short I/O loop
+around it: wait for a read, feed it, pass the bytes on.
 
 What h11 does not bound, this module does:
 - h11's `max_incomplete_event_size` caps the head, a chunk-size line (with its
@@ -255,10 +251,10 @@ class StreamingTransport(httpx.AsyncBaseTransport):
         return None
 
     def checkin(self, key: Key, conn: _Connection) -> None:
-        """Pool `conn` after a complete response, or close it if it cannot carry another."""
+        """Pool `conn` after a complete response with nothing after it, or close it if it
+        cannot carry another."""
         http = conn.http
-        leftover, _ = http.trailing_data
-        if http.our_state is not h11.DONE or http.their_state is not h11.DONE or leftover or conn.received:
+        if http.our_state is not h11.DONE or http.their_state is not h11.DONE or conn.received:
             conn.abort()  # keep-alive off (Connection: close, HTTP/1.0), or bytes after the body
             return
         idle = self._idle.setdefault(key, [])
@@ -300,6 +296,7 @@ class StreamingTransport(httpx.AsyncBaseTransport):
         must arrive within `timeout`: an upstream that sends `100 Continue` every second
         does not keep a request alive past it."""
         http = conn.http
+        answered = False  # any byte of an answer yet (a pooled connection's h11 holds none at first)
         try:
             async with asyncio.timeout(timeout):
                 while True:
@@ -309,12 +306,13 @@ class StreamingTransport(httpx.AsyncBaseTransport):
                             if conn.closed:
                                 if conn.error is not None:
                                     raise httpx.ReadError(f"connection broken: {conn.error}", request=request)
-                                if http.their_state is h11.SEND_RESPONSE and not http.trailing_data[0]:
+                                if not answered:
                                     raise httpx.RemoteProtocolError("server disconnected without sending a response", request=request)
                                 http.receive_data(b"")
                                 break
                             await conn.wait()
                         else:
+                            answered = True
                             http.receive_data(conn.take())
                     elif type(event) is h11.Response:
                         return event
@@ -325,44 +323,57 @@ class StreamingTransport(httpx.AsyncBaseTransport):
             raise httpx.RemoteProtocolError(f"malformed response: {exc}", request=request) from None
 
 
-# `Connection.trailing_data` when a chunk's data has been handed out and only its CRLF is left.
-_ONLY_THE_CHUNKS_CRLF = (b"\r\n", False)
-_HEX_DIGITS = b"0123456789abcdefABCDEF"
-# Body bytes handed out by `whole_chunk` are shown to h11 at the latest once this many are owed.
-_UNSHOWN_MAX_BYTES = 64 * 1024
+class BodyDecoder:
+    """A response body, decoded by h11 with no I/O: network reads in, body bytes and an end out.
 
+    `feed(read)` hands h11 one network read (b"": the connection closed cleanly) and returns the
+    body bytes decoded since the last call, joined (b"" when none); `decoded()` returns them
+    without a read (at first, the body bytes that came in the head's read). h11 does all of the
+    framing (Content-Length, chunked, until-close) and judges every malformed case.
 
-def whole_chunk(read: bytes) -> bytes | None:
-    """The data of `read` when the read is exactly one chunk with a plain size, else None.
-
-    "Plain": `<1 to 7 hex digits> CRLF <that many bytes, at least one> CRLF` (RFC 9112 7.1,
-    chunk-size = 1*HEXDIG), and nothing more. An extension, the last chunk, a read of less
-    or more than one chunk, and every malformed case are None: h11 reads those. This accepts
-    a strict subset of what h11 accepts, with the same data (tests/test_http_framing.py
-    checks it against h11 on any bytes, split anywhere).
+    After the body's end, `complete` is True, and `reusable` says whether nothing followed it
+    (bytes after a body would be read as the next response: such a connection is not pooled).
+    After bytes h11 refuses, `error` says why (RemoteProtocolError's text) and the bytes decoded
+    before them are still returned by that call: they are the body's, and may hold a complete
+    answer. Feed nothing more after either.
     """
-    end = read.find(b"\r\n", 1, 9)
-    if end < 0:
-        return None
-    size_line = read[:end]
-    if size_line.translate(None, _HEX_DIGITS):  # not only hex digits ("0x1f", "+1f", " 1f", "1;x")
-        return None
-    size = int(size_line, 16)
-    if not size or end + size + 4 != len(read) or read[-2:] != b"\r\n":
-        return None
-    return read[end + 2:-2]
 
+    def __init__(self, http: h11.Connection) -> None:
+        self._http = http
+        self._closed = False
+        self.complete = False
+        self.reusable = False
+        self.error: str | None = None
 
-def _show_h11(http: h11.Connection, size: int) -> None:
-    """Tell h11 of `size` body bytes that `whole_chunk` handed out: one chunk of that size.
+    def feed(self, read: bytes) -> bytes:
+        self._http.receive_data(read)
+        self._closed = not read
+        return self.decoded()
 
-    h11 then stands where it would after reading the real chunks (the count of body bytes and
-    the state are the same; chunk boundaries carry no meaning, RFC 9112 7.1), so it reads
-    the rest of the body, the last chunk, the trailers and the keep-alive rules as always.
-    The bytes are never used, so they are zeros."""
-    http.receive_data(b"%x\r\n%s\r\n" % (size, bytes(size)))
-    event = http.next_event()  # the CRLF it held, then this chunk's data, whole
-    assert type(event) is h11.Data and event.chunk_end and len(event.data) == size, event
+    def decoded(self) -> bytes:
+        http = self._http
+        pieces = []
+        try:
+            while True:
+                event = http.next_event()
+                if type(event) is h11.Data:
+                    pieces.append(event.data)
+                elif event is h11.NEED_DATA:
+                    if self._closed:  # h11 ends or refuses a body at a close; a guard against a loop
+                        self.error = "the server closed the connection mid-response"
+                    break
+                elif type(event) is h11.EndOfMessage:
+                    self.complete = True
+                    # After a response, h11 answers PAUSED while unread bytes wait in its buffer.
+                    self.reusable = http.next_event() is h11.NEED_DATA
+                    break
+                else:  # ConnectionClosed: h11 gives EndOfMessage first after a complete body
+                    self.error = "the server closed the connection mid-response"
+                    break
+        except h11.RemoteProtocolError as exc:
+            self.error = str(exc)
+        # h11 hands out bytearrays; the byte stream's contract is bytes.
+        return bytes(pieces[0]) if len(pieces) == 1 else b"".join(pieces)
 
 
 class _ResponseStream(httpx.AsyncByteStream):
@@ -377,6 +388,7 @@ class _ResponseStream(httpx.AsyncByteStream):
         self._request = request
         self._timeout = read_timeout
         self._complete = False
+        self._reusable = False
         # The read timeout is an idle timeout, enforced by one timer that re-arms itself
         # only when it fires: a wait costs a clock read, not a timer. Silence is counted
         # from when the reader starts waiting (`_waiting_since`, 0.0 while not waiting),
@@ -406,73 +418,32 @@ class _ResponseStream(httpx.AsyncByteStream):
         return httpx.ReadError(f"connection broken: {conn.error}", request=self._request)  # e.g. a reset mid-answer
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        """The I/O: pass on what the decoder gives, then wait for a read and feed it. One pass
+        per network read; at a token per read, this loop is the token path."""
         conn = self._conn
         assert conn is not None
-        http = conn.http
-        next_event, NEED_DATA, Data = http.next_event, h11.NEED_DATA, h11.Data
-        pieces: list[bytes] = []
-        read = b""  # the last bytes handed to h11
-        # The shortcut (module docstring): while h11 has just given out the whole data of a
-        # chunk and holds nothing but its CRLF, a read that is exactly one plain chunk is handed
-        # out as it is and counted in `unshown`; h11 is told of those bytes before it reads on.
-        at_chunk_boundary = False
-        unshown = 0
-        # One pass per network read: at a token per read, this loop is the token path.
+        body = BodyDecoder(conn.http)
+        data = body.decoded()  # body bytes that came in the head's read
         while True:
-            try:
-                event = next_event()
-            except h11.RemoteProtocolError as exc:
-                if pieces:  # what h11 decoded before the bad bytes is the body's, and comes first
-                    yield bytes(pieces[0]) if len(pieces) == 1 else b"".join(pieces)
-                raise httpx.RemoteProtocolError(str(exc), request=self._request) from None
-            if type(event) is Data:
-                pieces.append(event.data)
-                # The usual read is one whole chunk: "<size>\r\n<data>\r\n". Once its data is out,
-                # all that is left is the chunk's CRLF; h11 would discard it on the next call and
-                # then answer NEED_DATA, so that call is skipped. The length test comes first:
-                # `trailing_data` copies h11's buffer, which must not happen once per chunk of a
-                # read that holds many.
-                if not (event.chunk_end and len(event.data) + read.find(b"\r\n") + 4 == len(read)
-                        and http.trailing_data == _ONLY_THE_CHUNKS_CRLF):
-                    continue
-                event = NEED_DATA
-                at_chunk_boundary = True
-            if pieces:
-                # h11 hands out bytearrays; the byte stream's contract is bytes.
-                yield bytes(pieces[0]) if len(pieces) == 1 else b"".join(pieces)
-                pieces = []
-            if event is NEED_DATA:
-                while True:  # until a read for h11 (or the close) is at hand
-                    if not conn.received:
-                        if conn.closed:
-                            if self._timed_out or conn.error is not None:
-                                raise self._ended_early(conn)
-                            read = b""  # a clean close: the end of an until-close body, or an error
-                            break
-                        self._waiting_since = self._loop.time()
-                        while not conn.received and not conn.closed:
-                            await conn.wait()
-                        self._waiting_since = 0.0
-                        continue
-                    read = conn.take()
-                    data = whole_chunk(read) if at_chunk_boundary else None
-                    if data is None:
-                        break
-                    unshown += len(data)
-                    if unshown >= _UNSHOWN_MAX_BYTES:
-                        _show_h11(http, unshown)
-                        unshown = 0
-                    yield data
-                if unshown:
-                    _show_h11(http, unshown)
-                    unshown = 0
-                at_chunk_boundary = False
-                http.receive_data(read)
-            elif type(event) is h11.EndOfMessage:
-                self._complete = True
+            # Complete before the last bytes go out: a consumer that stops at them (after
+            # `data: [DONE]`) still gives back a reusable connection.
+            self._complete, self._reusable = body.complete, body.reusable
+            if data:
+                yield data
+            if body.complete:
                 return
-            else:  # ConnectionClosed (after a complete until-close body h11 gives EndOfMessage first)
-                raise httpx.RemoteProtocolError("the server closed the connection mid-response", request=self._request)
+            if body.error is not None:
+                raise httpx.RemoteProtocolError(body.error, request=self._request)
+            while not conn.received and not conn.closed:
+                self._waiting_since = self._loop.time()
+                await conn.wait()
+                self._waiting_since = 0.0
+            if conn.received:
+                data = body.feed(conn.take())
+            elif self._timed_out or conn.error is not None:
+                raise self._ended_early(conn)
+            else:
+                data = body.feed(b"")  # a clean close: the end of an until-close body, or a body cut short
 
     async def aclose(self) -> None:
         if self._timer is not None:
@@ -480,7 +451,7 @@ class _ResponseStream(httpx.AsyncByteStream):
         conn, self._conn = self._conn, None
         if conn is None:
             return
-        if self._complete:
+        if self._complete and self._reusable:
             self._transport.checkin(self._key, conn)
         else:
             conn.abort()  # unread body (the client went away): end it now

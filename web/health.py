@@ -10,7 +10,10 @@
 callback). A request counts as a failure when its error says the model server is not
 serving (unreachable, 5xx, timeouts, cut-off or unreadable streams, rejected credentials,
 rate limits). Errors about this request's content (context too long, output limit,
-content filter) count as successes: the server answered.
+content filter) count as successes: the server answered. An HTTP 200 whose body closes before
+its framing's end is `upstream_interrupted`, a failure, even with no byte of an answer (a
+server process that died); only an empty body that ends cleanly is `context_too_long`
+(llama.cpp's answer to a prompt over its context).
 
 Health stays HTTP 200 when degraded: a platform that restarts instances whose health
 check fails would restart this one without making the model server come back.

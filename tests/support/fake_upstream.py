@@ -15,7 +15,7 @@ set `fake.selector` to a function of the request body returning a Plan (or None 
 fall back to the queue and the default), e.g. one that reads a marker in the user's
 message.
 
-Real servers' shapes (/work/shared/wire/README.md) are Plan options: thinking as
+Real servers' shapes (the wire corpus, shared/wire/README.md beside this repository) are Plan options: thinking as
 `reasoning_content`, `reasoning` (+ `reasoning_details`) or inline `<think>` with the tags
 split anywhere; role-only and Azure first chunks; `finish_reason` length / content_filter;
 no usage chunk; keep-alive comments; `data:` without a space; a 400 `unsupported_parameter`
@@ -70,8 +70,9 @@ class Plan:
     comments: list[str] = field(default_factory=list)  # sent before the first chunk, e.g. ": OPENROUTER PROCESSING"
     data_no_space: bool = False  # `data:{...}`, valid SSE
     # Answer 400 unsupported_parameter (OpenAI's exact body) to a request carrying this
-    # parameter; the plan stays first in the queue, for the client's retry.
-    reject_param: str | None = None
+    # parameter (or any of these, the first one found in this order); the plan stays first in
+    # the queue, for the client's retries.
+    reject_param: str | tuple[str, ...] | None = None
     error: dict | None = None  # the `error` object of a non-200 answer (default: a fake one)
     # Exactly these bytes after the head ("HTTP/1.1 <status>" + `headers`, which must then
     # give the framing: see `chunked`), then a close (FIN).
@@ -99,10 +100,14 @@ def chunked(*parts: bytes, end: bool = True) -> bytes:
 
 
 def unsupported_parameter(name: str) -> dict:
-    """OpenAI's 400 `error` object for a token-limit parameter the model does not take."""
-    other = "max_completion_tokens" if name == "max_tokens" else "max_tokens"
-    return {"message": f"Unsupported parameter: '{name}' is not supported with this model. Use '{other}' instead.",
-            "type": "invalid_request_error", "param": name, "code": "unsupported_parameter"}
+    """OpenAI's 400 `error` object for a parameter the model does not take: a token-limit name
+    (its message names the other), or another one such as `temperature` (o1, o3, o4-mini)."""
+    if name in ("max_tokens", "max_completion_tokens"):
+        other = "max_completion_tokens" if name == "max_tokens" else "max_tokens"
+        message = f"Unsupported parameter: '{name}' is not supported with this model. Use '{other}' instead."
+    else:
+        message = f"Unsupported parameter: '{name}' is not supported with this model."
+    return {"message": message, "type": "invalid_request_error", "param": name, "code": "unsupported_parameter"}
 
 
 def _deltas(plan: Plan) -> list[tuple[str, dict]]:
@@ -234,10 +239,12 @@ class FakeUpstream:
         if plan.fault == "refuse":
             _reset(writer)
             return False
-        if plan.reject_param is not None and plan.reject_param in request:
+        names = (plan.reject_param,) if isinstance(plan.reject_param, str) else plan.reject_param or ()
+        refused = next((name for name in names if name in request), None)
+        if refused is not None:
             if queued:
                 self.plans.appendleft(plan)  # the same server answers the retry
-            body = json.dumps({"error": unsupported_parameter(plan.reject_param)}).encode()
+            body = json.dumps({"error": unsupported_parameter(refused)}).encode()
             writer.write(b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
             await writer.drain()
             return True

@@ -7,6 +7,11 @@
     asyncio.run(serve(handler)(check))    # check(base_url, state) runs against it
 
 `state` counts the connections and holds whatever the handler records (`requests`).
+
+The two ways llama-cpp-python's server ends an HTTP 200 stream without an answer, byte for byte
+(the wire corpus: shared/wire/llama-cpp-python/direct-over-n_ctx-prompt.txt):
+`LLAMA_CPP_HEAD + b"0\r\n\r\n"` (a prompt over its context: an empty body, ended cleanly),
+and `LLAMA_CPP_HEAD` then a close (the process died: no zero-size chunk).
 """
 
 from __future__ import annotations
@@ -23,6 +28,29 @@ async def read_request(reader: asyncio.StreamReader) -> bytes:
         if line.lower().startswith(b"content-length:"):
             length = int(line.split(b":")[1])
     return head + await reader.readexactly(length)
+
+
+# The response head llama-cpp-python 0.3.36 sent for a prompt over its context (captured).
+LLAMA_CPP_HEAD = (
+    b"HTTP/1.1 200 OK\r\ndate: Mon, 07 Dec 2026 14:14:08 GMT\r\nserver: uvicorn\r\ncache-control: no-store\r\n"
+    b"connection: keep-alive\r\nx-accel-buffering: no\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
+    b"openai-processing-ms: 7\r\nx-request-id: fac302dcf4e9499ab78c85e89e70a9a8\r\nvary: Origin\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\n"
+)
+LLAMA_CPP_OVER_CONTEXT = LLAMA_CPP_HEAD + b"0\r\n\r\n"
+
+
+def answering_once(response: bytes):  # type: ignore[no-untyped-def]
+    """A handler that answers the first request on its connection with exactly `response`, then
+    closes the connection (FIN): after a complete response, a server ending keep-alive; before
+    the end of the body, a server that died mid-answer."""
+
+    async def handler(reader, writer, state):  # type: ignore[no-untyped-def]
+        state["requests"].append(await read_request(reader))
+        writer.write(response)
+        await writer.drain()
+
+    return handler
 
 
 def answering(response: bytes):  # type: ignore[no-untyped-def]
