@@ -4,7 +4,8 @@ uvicorn arms no timer for a connection that has sent nothing, and `--limit-concu
 counts every open connection: 400 such sockets used to turn every request, health
 included, into uvicorn's 503 for as long as they stayed open. The Procfile now has no
 connection limit, and its protocol (web/limits.py: HeadDeadlineProtocol) closes a
-connection whose request head has not arrived within HEAD_TIMEOUT_SECONDS.
+connection whose request head has not arrived within HEAD_TIMEOUT_SECONDS (tested here on a
+one-second deadline).
 """
 
 from __future__ import annotations
@@ -45,9 +46,6 @@ def closed_by_server(sock: socket.socket, timeout: float) -> bool:
 
 
 def test_400_idle_sockets_leave_health_answering_at_once() -> None:
-    args = procfile_command(8000)
-    assert "--limit-concurrency" not in args
-    assert args[args.index("--http") + 1] == "web.limits:HeadDeadlineProtocol"
     with ServerProcess({}) as server:
         idle = open_idle(server.port, 400)
         try:
@@ -59,14 +57,15 @@ def test_400_idle_sockets_leave_health_answering_at_once() -> None:
             # And real work goes on beside them.
             stream = httpx.post(server.url + STREAM_PATH, json=BODY, timeout=10)
             assert stream.status_code == 200 and "event: done" in stream.text
-            # The server closes them once the head deadline has passed (uvicorn alone never would).
-            deadline = time.monotonic() + limits.HEAD_TIMEOUT_SECONDS + 10
-            still_open = [s for s in idle if not closed_by_server(s, max(0.01, deadline - time.monotonic()))]
-            assert not still_open, f"{len(still_open)} of 400 idle connections still open"
-            assert httpx.get(server.url + HEALTH_PATH, timeout=2).status_code == 200
         finally:
             for sock in idle:
                 sock.close()
+    # No connection cap, and the protocol with the head deadline: uvicorn loaded it (it exits at
+    # start on a bad import path); the tests below close connections with it, on a shorter deadline.
+    args = procfile_command(8000)
+    assert "--limit-concurrency" not in args
+    assert args[args.index("--http") + 1] == "web.limits:HeadDeadlineProtocol"
+    assert limits.HEAD_TIMEOUT_SECONDS <= 10
 
 
 # -- the head deadline, shortened to keep the test quick --------------------------------------------------
@@ -141,14 +140,15 @@ def test_kept_alive_connections_bodies_and_streams_are_not_cut(quick: LiveApp) -
         time.sleep(1.5)
         sock.sendall(head(quick.port))
         assert read_response(sock).startswith(b"HTTP/1.1 200")
-        # A body that takes longer than the head deadline to arrive (BODY_READ_TIMEOUT_SECONDS bounds it).
-        payload = json.dumps(BODY).encode()
+        # A body that takes longer than the head deadline to arrive (BODY_READ_TIMEOUT_SECONDS
+        # bounds it): read whole, then answered (422: an empty message, so no run to wait for).
+        payload = json.dumps({"message": ""}).encode()
         sock.sendall(head(quick.port, "/api/agent/scenario", "POST", b"content-type: application/json\r\ncontent-length: %d\r\n" % len(payload)))
-        for index in range(0, len(payload), 8):
-            sock.sendall(payload[index:index + 8])
-            time.sleep(0.5)
+        for index in range(0, len(payload), 4):
+            sock.sendall(payload[index:index + 4])
+            time.sleep(0.4)
         answer = read_response(sock, 10)
-        assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
+        assert answer.startswith(b"HTTP/1.1 422") and b"invalid_field" in answer, answer[:300]
         # Then, after a pause shorter than the deadline, the first bytes of a head, then the rest
         # well before the deadline: answered.
         request = head(quick.port)
