@@ -67,7 +67,6 @@ from web.stream import EventStreamWriter, JsonWriter, Outcome, Policy, ReaderRes
 ROOT = Path(__file__).resolve().parent
 log = logging.getLogger("scenario_agent")
 
-OFFLINE_MODEL = "offline-scenario-v1"
 
 MIN_PYTHON = (3, 11)  # asyncio.timeout; README, "Requirements"
 
@@ -119,10 +118,11 @@ class Service:
             if s.provider == "offline":
                 # The offline model is served as a Chat Completions server beside the app, so the
                 # demo's tokens take the real path: client, transport, SSE and delta decoders.
-                from upstream.offline.server import offline_server  # only loaded when it is the model
+                from upstream.offline.server import MODEL as OFFLINE_MODEL_NAME  # only loaded when it is the model
+                from upstream.offline.server import offline_server
 
                 url = await stack.enter_async_context(offline_server(s.offline_token_delay_ms))
-                model = OpenAICompatible(replace(s, openai_base_url=url, openai_model=OFFLINE_MODEL, openai_api_key=None), self.http, observe=self._observe_upstream)
+                model = OpenAICompatible(replace(s, openai_base_url=url, openai_model=OFFLINE_MODEL_NAME, openai_api_key=None), self.http, observe=self._observe_upstream)
                 model.provider = "offline"
                 self.model = model
             else:
@@ -346,7 +346,7 @@ class Service:
         if key is not None and (existing := await self._run_of_key(key, fingerprint)) is not None:
             return existing, True
         assert self.model is not None
-        run_id = new_run_id()
+        run_id = request.scope["state"].get("request_id") or new_run_id()  # the Gate's id: 128 random bits
         run = Run(agent_request, self.model, run_id, s.max_output_tokens, send_reasoning=s.send_reasoning,
                   repair_attempts=s.scenario_repair_attempts, max_scenario_bytes=s.max_scenario_bytes)
         # The daily budget reserves the most this run can cost before it starts: the prompt's
@@ -355,7 +355,9 @@ class Service:
         if self.budget is not None and self.model.provider != "offline":
             reserved = estimate_tokens(run.prompt) + s.max_output_tokens
             if wait := await self.budget.reserve(run_id, reserved):
-                raise ApiError(429, "budget_exhausted", f"Today's token budget ({self.budget.limit} tokens) cannot cover this request. It resets at 00:00 UTC, in {wait} s.", {"retry-after": str(wait)})
+                if reserved > self.budget.limit:
+                    raise ApiError(422, "request_over_budget", f"This request may cost up to {reserved} tokens, more than the whole daily budget ({self.budget.limit}). Shorten the scenario or the conversation.")
+                raise ApiError(429, "budget_exhausted", f"Today's token budget ({self.budget.limit} tokens) cannot cover this request now. Try again in {wait} s (it resets at 00:00 UTC).", {"retry-after": str(wait)})
         if not await self.slots.acquire(run_id):
             if reserved:
                 await self.budget.settle(run_id, reserved, 0)
@@ -403,7 +405,8 @@ class Service:
         self.metrics.record_genai("chat", run.model.provider, (summary.get("duration_ms") or 0) / 1000,
                                   (run.ttft_ms / 1000) if run.ttft_ms is not None else None,
                                   int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or run.deltas))
-        if live.readers == 0 and live.detached:
+        if live.readers == 0 and live.grace > 0:
+            # Its request's log line was written when its last reader left; this is how it ended.
             log.info({"message": "run ended with no reader", "run_id": live.id, **summary})
 
     async def _settle(self, live: LiveRun, reserved: int) -> None:

@@ -33,7 +33,7 @@ def text(frames, kind="chat") -> str:
 def test_health_names_the_offline_provider(offline_app):
     health = offline_app.health()
     assert health["status"] == "ok" and health["provider"] == "offline" and health["model"].startswith("offline")
-    assert set(health) == {"status", "provider", "model", "active_streams", "version"}
+    assert set(health) == {"status", "provider", "model", "active_streams", "runs", "lab", "version"}
 
 
 def test_explain_streams_many_tokens_about_the_scenario(offline_app):

@@ -153,7 +153,7 @@ def test_readme_documents_chromium_path_web_concurrency_and_the_budget() -> None
     assert (ROOT / "docs" / "deploy.md").exists()
 
 
-def test_procfile_flags_are_valid_uvicorn_options_with_room_above_the_app_limits() -> None:
+def test_procfile_flags_are_valid_uvicorn_options_and_cap_no_connections() -> None:
     from uvicorn.main import main
 
     line = next(line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("web:"))
@@ -162,7 +162,9 @@ def test_procfile_flags_are_valid_uvicorn_options_with_room_above_the_app_limits
     params = main.make_context("uvicorn", args[1:]).params
     defaults = Settings()
     assert params["workers"] is None  # so uvicorn takes WEB_CONCURRENCY
-    # uvicorn's plain 503 only beyond the app's own JSON 503 too_many_streams (plus health, page, idle keep-alives).
-    assert params["limit_concurrency"] >= 2 * defaults.max_concurrent_streams
+    # No cap on connections (idle sockets could fill it and lock everyone out, health included):
+    # a connection that sends no request head in time is closed instead (web/limits.py).
+    assert params["limit_concurrency"] is None
+    assert params["http"] == "web.limits:HeadDeadlineProtocol" and params["env_file"] == "deploy.env"
     assert 5 < params["timeout_keep_alive"] <= 120
     assert params["timeout_graceful_shutdown"] > defaults.shutdown_grace_seconds
