@@ -6,12 +6,13 @@
 
 Starts the app (`python -m uvicorn app:app`) on 127.0.0.1 with the offline model, then sends
 the same question (`create`: prose and a scenario, about 415 tokens) once per mode and repeat,
-one request at a time, over a raw asyncio connection, timestamping every socket read. Per
-mode it prints the median over the repeats of
+one request at a time, over a raw asyncio connection, timestamping every socket read; h11
+writes the request and reads the response (its head, and its body de-chunked). Per mode it
+prints the median over the repeats of
 
     first text    ms from writing the request to the read that completed the first chat or
                   scenario_delta frame with text (after de-chunking and, for gzip, gunzipping)
-    reads         socket reads of the response body (read with a 1 MiB buffer)
+    reads         socket reads that carried body bytes (read with a 1 MiB buffer)
     largest gap   the longest time with no body read, from the request to its last read
     total         ms to the last read
     wire bytes    body bytes on the wire (chunk framing included)
@@ -35,6 +36,8 @@ import time
 import urllib.request
 import zlib
 from typing import Any
+
+import h11
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STREAM_PATH = "/api/agent/scenario/stream"
@@ -68,29 +71,43 @@ def start_app(port: int, delay_ms: float, log: Any) -> subprocess.Popen:
     raise RuntimeError("the app did not start")
 
 
-def dechunk(buffer: bytes) -> tuple[bytes, bytes]:
-    """The complete chunks at the start of `buffer` (HTTP/1.1 chunked coding): (body, rest)."""
-    out = []
-    while True:
-        line_end = buffer.find(b"\r\n")
-        if line_end < 0:
-            break
-        size = int(buffer[:line_end].split(b";")[0], 16)
-        if len(buffer) < line_end + 2 + size + 2:
-            break
-        out.append(buffer[line_end + 2 : line_end + 2 + size])
-        buffer = buffer[line_end + 2 + size + 2 :]
-    return b"".join(out), buffer
+def request_bytes(query: str, payload: bytes) -> tuple[h11.Connection, bytes]:
+    """The client's side of one exchange (h11), and the request's bytes."""
+    http = h11.Connection(h11.CLIENT)
+    head = h11.Request(method="POST", target=f"{STREAM_PATH}{query}", headers=[
+        ("Host", "127.0.0.1"), ("Content-Type", "application/json"), ("Content-Length", str(len(payload))), ("Connection", "close")])
+    return http, http.send(head) + http.send(h11.Data(data=payload)) + http.send(h11.EndOfMessage())
+
+
+def read_response(http: h11.Connection, raw: list[tuple[float, bytes]]) -> tuple[dict[str, str], list[tuple[float, bytes]]]:
+    """The response as h11 reads it, one socket read at a time: its headers, and per read the
+    body bytes that read completed (chunk framing removed; still compressed, if it was)."""
+    headers: dict[str, str] | None = None
+    reads: list[tuple[float, bytes]] = []
+    for at, data in [*raw, (raw[-1][0], b"")]:  # b"": the server closed the connection
+        http.receive_data(data)
+        body = []
+        while (event := http.next_event()) not in (h11.NEED_DATA, h11.PAUSED):
+            if isinstance(event, h11.Response):
+                headers = {name.decode().lower(): value.decode() for name, value in event.headers}
+            elif isinstance(event, h11.Data):
+                body.append(bytes(event.data))
+            elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
+                break
+        if body:
+            reads.append((at, b"".join(body)))
+    if headers is None:
+        raise RuntimeError("no response head")
+    return headers, reads
 
 
 async def one_request(port: int, row: str, timeout: float) -> dict[str, Any]:
     query = "" if row == "real" else f"?lab={row}"
-    payload = json.dumps(QUESTION).encode()
-    head = f"POST {STREAM_PATH}{query} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
+    http, request = request_bytes(query, json.dumps(QUESTION).encode())
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     raw: list[tuple[float, bytes]] = []
     try:
-        writer.write(head.encode() + payload)
+        writer.write(request)
         t0 = time.monotonic()
         async with asyncio.timeout(timeout):
             while data := await reader.read(1 << 20):
@@ -98,33 +115,25 @@ async def one_request(port: int, row: str, timeout: float) -> dict[str, Any]:
     finally:
         writer.close()
 
-    headers_raw, in_body, reads = b"", False, []
-    for at, data in raw:
-        if in_body:
-            reads.append((at, data))
-            continue
-        headers_raw += data
-        if b"\r\n\r\n" in headers_raw:
-            in_body = True
-            headers_raw, _, rest = headers_raw.partition(b"\r\n\r\n")
-            if rest:
-                reads.append((at, rest))
-    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in headers_raw.decode("latin-1").split("\r\n")[1:])}
+    headers, reads = read_response(http, raw)
+    received = b"".join(data for _, data in raw)
+    wire_bytes = len(received) - (received.index(b"\r\n\r\n") + 4)  # all but the head: the body with its framing
     gunzip = zlib.decompressobj(wbits=31) if headers.get("content-encoding") == "gzip" else None
-    chunked, text, first_text, frames = b"", b"", None, 0
+    text, first_text, frames = b"", None, 0
     previous, largest_gap = 0.0, 0.0
-    for at, data in reads:
+    for at, body in reads:
         largest_gap = max(largest_gap, at - previous)
         previous = at
-        body, chunked = dechunk(chunked + data)
         if gunzip is not None:
             body = gunzip.decompress(body)
         text += body
         while b"\n\n" in text:
             block, text = text.split(b"\n\n", 1)
             frames += 1
-            if first_text is None and (block.startswith(b"event: chat\n") or block.startswith(b"event: scenario_delta\n")):
-                if json.loads(block.split(b"\ndata: ", 1)[1]).get("content"):
+            # A frame of the real stream also has `id:` (and, first, `retry:`) lines before `event:`.
+            fields = dict(line.split(b": ", 1) for line in block.split(b"\n") if b": " in line and not line.startswith(b":"))
+            if first_text is None and fields.get(b"event") in (b"chat", b"scenario_delta"):
+                if json.loads(fields[b"data"]).get("content"):
                     first_text = at
     return {
         "row": row,
@@ -132,7 +141,7 @@ async def one_request(port: int, row: str, timeout: float) -> dict[str, Any]:
         "reads": len(reads),
         "largest_gap_ms": largest_gap,
         "total_ms": raw[-1][0],
-        "wire_bytes": sum(len(d) for _, d in reads),
+        "wire_bytes": wire_bytes,
         "frames": frames,
         "content_encoding": headers.get("content-encoding"),
     }
