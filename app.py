@@ -231,7 +231,7 @@ class Service:
         if frames is None:
             return Response(status_code=204)
         self.metrics.record_resume()
-        return ReaderResponse(frames_only(frames), writer, self._policy(heartbeat=True), on_close=lambda outcome: None)
+        return ReaderResponse(frames_only(frames), writer, self._policy(heartbeat=True), on_close=_nothing)
 
     async def stop(self, request: Request) -> Response:
         """DELETE .../runs/{id}: Stop. The run ends at once (its upstream closed); its readers get
@@ -256,8 +256,10 @@ class Service:
         live.attach()
         entries = live.log.read(after)
 
-        def closed(outcome: str) -> None:
+        async def closed(outcome: str) -> None:
             live.detach()
+            if live.grace <= 0:
+                await live.wait()  # stopped at once: its upstream is released before the response ends
             summary = live.run.summary()
             summary["run_id"] = live.id
             summary["client_disconnected"] = outcome == Outcome.DISCONNECTED
@@ -420,6 +422,10 @@ class Service:
 
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,200}")
+
+
+async def _nothing(outcome: str) -> None:
+    pass
 
 
 def _run_id(request: Request) -> str:

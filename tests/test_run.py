@@ -84,6 +84,7 @@ def test_a_reader_sends_each_frame_as_its_own_body_message_in_order_then_ends_th
 
     model = ScriptedModel("a", "b", Finish("stop", None))
     sent: list[dict] = []
+    live = None
 
     async def send(message):
         sent.append(message)
@@ -92,13 +93,17 @@ def test_a_reader_sends_each_frame_as_its_own_body_message_in_order_then_ends_th
         await asyncio.sleep(60)  # the client never leaves
         return {"type": "http.disconnect"}
 
+    async def detach(outcome):
+        live.detach()
+
     async def serve():
+        nonlocal live
         runs = Runs(Settings(run_detached_grace_seconds=0))
         live = runs.open(Run(AgentRequest("hi", None, (), "chat"), model, "r" * 32, 100), "r" * 32, joinable=True, on_end=lambda live: None)
         live.attach()
         live.start()
         policy = Policy(send_timeout=5, grace=1, shutdown=asyncio.Event(), heartbeat=15)
-        await ReaderResponse(live.log.read(0), EventStreamWriter(), policy, lambda outcome: live.detach())({"type": "http"}, receive, send)
+        await ReaderResponse(live.log.read(0), EventStreamWriter(), policy, detach)({"type": "http"}, receive, send)
 
     asyncio.run(serve())
     assert sent[0]["type"] == "http.response.start"

@@ -11,8 +11,8 @@ the run's frames as they come and writes them, beside a watcher task that waits 
 - shutdown: the run ends itself with `error` (server_shutdown) and `done`, which this
   reader writes like any frame; it waits for that at most SHUTDOWN_GRACE_SECONDS.
 
-A reader ending never ends the run: `on_close(outcome)` tells its owner, which detaches it
-from the run (runs/live.py decides what the run does without readers).
+A reader ending never ends the run by itself: `await on_close(outcome)` tells its owner,
+which detaches it from the run (runs/live.py decides what the run does without readers).
 
 The writers differ only in how they write:
 
@@ -27,7 +27,7 @@ import asyncio
 import json
 import math
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable, Protocol
+from typing import Any, AsyncIterator, Awaitable, Callable, Protocol
 
 from agent.events import PING, Chat, Done, Error, Event, Reasoning, Repair, Scenario
 from starlette.types import Message, Receive, Scope, Send
@@ -81,7 +81,7 @@ async def settle(tasks: set[asyncio.Task]) -> None:
 
 
 class ReaderResponse:
-    def __init__(self, entries: AsyncIterator[Entry], writer: Writer, policy: Policy, on_close: Callable[[str], None]) -> None:
+    def __init__(self, entries: AsyncIterator[Entry], writer: Writer, policy: Policy, on_close: Callable[[str], Awaitable[None]]) -> None:
         self.entries = entries
         self.writer = writer
         self.policy = policy
@@ -100,7 +100,7 @@ class ReaderResponse:
             # DISCONNECTED: nobody to write to. SEND_TIMEOUT, SHUTDOWN: returning without
             # completing the body makes uvicorn close the connection.
         finally:
-            self.on_close(outcome)
+            await self.on_close(outcome)
 
     async def _timed_send(self, send: Send, message: Message) -> None:
         self._send_started = asyncio.get_running_loop().time()
