@@ -1,7 +1,9 @@
 // The header: which model answers, the server's health (ok / degraded / shutting_down) and,
 // when the server has a daily token budget and it is used up, a plain sentence saying so.
 //
-// healthView() and budgetSpentText() are pure (tested under node); createHealth() does the DOM.
+// The model dot and the status badge take one tone (healthTone) from the same state, so they
+// never disagree. healthView(), healthTone() and budgetSpentText() are pure (tested under
+// node); createHealth() does the DOM.
 
 import { ApiError, getHealth } from "./api.js";
 

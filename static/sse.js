@@ -4,6 +4,10 @@
 //   bytes  --createDecoder-->  text  --createLineSplitter-->  lines
 //   lines  --createEventParser-->  events (+ comments, + retry hints)
 //
+// Each event carries its id (the spec's last event ID: an `id:` field without NUL, kept for
+// the frames after it); `retry:` hints are digits only. parseEventId() reads the server's
+// ids, "<run_id>-<seq>", which the page uses to join a run again after the last frame.
+//
 // Every stage keeps its own carry-over state, so input may be split at any
 // byte: inside a multi-byte UTF-8 character, inside a field name, between a
 // "\r" and its "\n", or in the middle of a frame.
