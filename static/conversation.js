@@ -48,6 +48,9 @@ function statusLabel(msg) {
   return "";
 }
 
+/** How long a Stop pressed before the response named its run waits for that name (ms). */
+const STOP_WAIT_MS = 1000;
+
 /** What the connection-lost error says once the joins have given up. */
 export const LOST_MESSAGE = "The connection to the server was lost. The text so far is kept: Resume continues it while the server still has it, Retry asks again.";
 
@@ -597,8 +600,16 @@ export function createConversation({ els, state, save, saveSoon, announce, panel
     if (run.runId) {
       cancelRun(run.runId);
       clearRunRecord(session(), run.runId);
+      run.controller.abort();
+      return;
     }
-    run.controller.abort();
+    // The response's headers (which name the run) have not come yet: they usually follow
+    // within milliseconds, and then the DELETE goes out (onResponse). Without them, the fetch
+    // is aborted anyway after a second, and the server cancels a run nobody reads after its
+    // detached grace.
+    if (run.stopRequested) return;
+    run.stopRequested = true;
+    setTimeout(() => run.controller.abort(), STOP_WAIT_MS);
   }
 
   // ---- one streamed answer ------------------------------------------------------------
@@ -731,6 +742,11 @@ export function createConversation({ els, state, save, saveSoon, announce, panel
       onResponse: ({ requestId: rid, runId }) => {
         requestId = requestId || rid;
         if (runId && !run.runId) run.runId = runId;
+        if (run.stopRequested && active === run) {
+          if (run.runId) cancelRun(run.runId);
+          run.controller.abort();
+          return;
+        }
         if (run.runId && active === run) {
           if (!msg.run) msg.run = { id: run.runId, seq: s.seq };
           saveRunRecord(session(), { runId: run.runId, lastEventId: lastEventId(run.runId, s.seq), msgId: msg.id });

@@ -9,7 +9,7 @@ Fixtures
     browser        one Chromium per test module
     offline_live   the app on the offline model, tokens every 20 ms (LiveApp)
     fast_live      the same with 2 ms tokens, where pacing does not matter
-    resume_live    20 ms tokens and a detached grace of 15 s: runs can be joined again
+    resume_live    40 ms tokens and a detached grace of 15 s: runs can be joined again
     open_page      open_page(url, **context options) -> Page in a fresh context, with
                    console/CSP/dialog recorders; checked for CSP violations at teardown
 """
@@ -106,12 +106,12 @@ def fast_live() -> Iterator[Any]:
 
 @pytest.fixture(scope="session")
 def resume_live() -> Iterator[Any]:
-    """The offline model at 20 ms a token with the server's default detached grace (15 s): a
+    """The offline model at 40 ms a token with the server's default detached grace (15 s): a
     run whose reader went away (a reload, a cut connection) keeps going, and can be joined.
     (The other apps here use a grace of 0, so that a page closed mid-answer stops its run.)"""
     from tests.support.servers import LiveApp
 
-    with LiveApp({"OFFLINE_TOKEN_DELAY_MS": "20", "RUN_DETACHED_GRACE_SECONDS": "15"}) as live:
+    with LiveApp({"OFFLINE_TOKEN_DELAY_MS": "40", "RUN_DETACHED_GRACE_SECONDS": "15"}) as live:
         yield live
 
 

@@ -13,6 +13,7 @@ in `requests` (its JSON body).
 With `run_id`, the frames look like a run's (the server's resume contract): `id: <run_id>-<n>`
 on each (n from `first_seq`), `retry: <retry_ms>` on the first, and a Content-Location header
 naming the run's join URL. The connection is closed after the last step, `done` or not.
+`head_delay_ms` holds the response's headers back that long.
 """
 
 from __future__ import annotations
@@ -33,11 +34,13 @@ class ScriptedStream:
         run_id: str | None = None,
         retry_ms: int | None = None,
         first_seq: int = 1,
+        head_delay_ms: float = 0,
     ) -> None:
         self.steps = steps
         self.run_id = run_id
         self.retry_ms = retry_ms
         self.first_seq = first_seq
+        self.head_delay_ms = head_delay_ms
         self.requests: list[dict[str, Any]] = []
         self._sock = socket.socket()
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -96,6 +99,8 @@ class ScriptedStream:
                 self.requests.append(json.loads(body or b"null"))
             except ValueError:
                 self.requests.append({})
+            if self.head_delay_ms:
+                time.sleep(self.head_delay_ms / 1000)
             location = b"Content-Location: /api/agent/scenario/runs/%s/stream\r\n" % self.run_id.encode() if self.run_id else b""
             conn.sendall(
                 b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"

@@ -240,3 +240,26 @@ def test_stop_and_esc_cancel_the_run_on_the_server_with_the_token(open_page: Any
         assert len([r for r in requests if r[0] == "DELETE"]) == 2
         assert page.evaluate("() => sessionStorage.getItem('scenario-agent:run')") is None
     assert json.loads(json.dumps(requests))  # plain data, for the failure message above
+
+
+def test_a_stop_before_the_response_names_the_run_still_cancels_it(fast_live: Any, open_page: Any) -> None:
+    """Esc pressed while the headers (which name the run) are still on their way: the page
+    waits for them, sends the DELETE, then stops reading."""
+    run = "ef" * 16
+    steps = [(0, "start", {"request_id": run, "intent": "chat", "model": "scripted-model", "provider": "openai-compatible"})]
+    steps += [(50, "chat", {"content": f"word{i} "}) for i in range(40)]
+    deleted: list[str] = []
+
+    def on_delete(route: Any) -> None:
+        deleted.append(route.request.url)
+        route.fulfill(status=204, body="")
+
+    with ScriptedStream(steps, run_id=run, head_delay_ms=400) as scripted:
+        page = open_page(fast_live.url + "/")
+        scripted.route(page)
+        page.route("**/api/agent/scenario/runs/*", lambda route: on_delete(route) if route.request.method == "DELETE" else route.continue_())
+        send(page, "talk", mode="chat")
+        page.keyboard.press("Escape")
+        assert wait_answer_status(page, "stopped", "complete", "error", "interrupted") == "stopped"
+    assert deleted and deleted[0].endswith(f"/api/agent/scenario/runs/{run}"), deleted
+    assert page.evaluate("() => sessionStorage.getItem('scenario-agent:run')") is None
