@@ -192,7 +192,9 @@ class Service:
         """POST .../stream: a new run, read by this response (or, with a repeated
         Idempotency-Key, the run that key started, read from its beginning)."""
         lab = self._lab_mode(request)
-        key = None if lab is not None else _idempotency_key(request)
+        key = _idempotency_key(request)  # checked for every request; the lab's runs are not joinable
+        if lab is not None:
+            key = None
         live, joined = await self._admit(request, "stream", joinable=lab is None, key=key)
         if lab is not None:
             return self._reader(request, live, 0, LabWriter(lab))

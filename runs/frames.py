@@ -31,7 +31,10 @@ def frame(run_id: str, seq: int, event: Event, first: bool = False) -> bytes:
 def sequence_after(last_event_id: str | None, after: str | None) -> tuple[str | None, int] | None:
     """Where a join starts: (the run named by `Last-Event-ID`, or None; the sequence number
     after which to read) from `Last-Event-ID: <run id>-<seq>` or `?after=<seq>`; (None, 0),
-    from the start, when neither is given. None when either is malformed."""
+    from the start, when neither is given. None when either is malformed (both are checked;
+    Last-Event-ID wins)."""
+    if after is not None and _count(after) is None:
+        return None
     if last_event_id is not None:  # present but empty is malformed: EventSource never sends it so
         name, sep, seq = last_event_id.strip().rpartition("-")
         count = _count(seq)
