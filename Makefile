@@ -31,6 +31,7 @@ run: $(ENV_READY)
 
 test: $(ENV_READY)
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+	command -v redis-server >/dev/null || (apt-get update && apt-get install -y redis-server)
 	$(PYTHON) -m pip install -q -r requirements-dev.txt
 	$(PYTHON) -m pytest
 

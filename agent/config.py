@@ -96,6 +96,9 @@ class Settings:
     expected_instances: int = 1
     # With Redis unreachable, the token budget refuses new runs (false) or admits them (true).
     budget_fail_open: bool = False
+    # rediss:// URLs: verify the server's certificate (false for stores whose certificate is
+    # self-signed, as Heroku Key-Value Store's is; the connection is still encrypted).
+    redis_tls_verify: bool = True
 
     @property
     def provider(self) -> str:
@@ -144,4 +147,5 @@ class Settings:
             redis_url=env.get("REDIS_URL") or None,
             expected_instances=max(1, _integer(env, "EXPECTED_INSTANCES", cls.expected_instances)),
             budget_fail_open=_boolean(env, "BUDGET_FAIL_OPEN", cls.budget_fail_open),
+            redis_tls_verify=_boolean(env, "REDIS_TLS_VERIFY", cls.redis_tls_verify),
         )
