@@ -1,5 +1,6 @@
 # The README's commands. `make run` starts the app on the built-in offline model;
-# `make test` installs the dev tools (and Debian's chromium for the browser tests) and runs every test.
+# `make test` installs the dev tools (Debian's chromium and redis-server, and axe-core from npm,
+# for the browser and scale-out tests) and runs every test.
 #
 # Where packages go: into the active virtual environment when there is one (VIRTUAL_ENV is
 # set), else into .venv here, created on first use. Never into the system's Python, which on
@@ -32,6 +33,8 @@ run: $(ENV_READY)
 test: $(ENV_READY)
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 	command -v redis-server >/dev/null || (apt-get update && apt-get install -y redis-server)
+	command -v npm >/dev/null || (apt-get update && apt-get install -y npm)
+	npm ci --prefix tests/browser --no-audit --no-fund --silent
 	$(PYTHON) -m pip install -q -r requirements-dev.txt
 	$(PYTHON) -m pytest
 
