@@ -54,7 +54,9 @@ class MemoryLog:
         self.first_seq = 1
         self.bytes = 0
         self.closed = False
-        self._wakeup: asyncio.Future[None] | None = None
+        # One future per reader waiting for the next frame (not one shared: a reader cancelled
+        # while waiting must not cancel the others' wait).
+        self._waiting: list[asyncio.Future[None]] = []
         # Each attached reader's next sequence number: frames from the lowest on are kept.
         self._cursors: dict[int, int] = {}
 
@@ -69,11 +71,8 @@ class MemoryLog:
         self.totals.bytes += cost
         if self.bytes > self.max_bytes or self.totals.bytes > self.totals.limit:
             self._trim()
-        wakeup = self._wakeup
-        if wakeup is not None:
-            self._wakeup = None
-            if not wakeup.done():
-                wakeup.set_result(None)
+        if self._waiting:
+            self._wake()
 
     def _trim(self) -> None:
         """Drop the oldest frames (never the newest) until both bounds hold again."""
@@ -93,12 +92,16 @@ class MemoryLog:
             self.bytes -= freed
             self.totals.bytes -= freed
 
+    def _wake(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        for future in waiting:
+            if not future.done():
+                future.set_result(None)
+
     def close(self) -> None:
         """No frame follows (the run ended): readers end once they have read the last one."""
         self.closed = True
-        if self._wakeup is not None and not self._wakeup.done():
-            self._wakeup.set_result(None)
-        self._wakeup = None
+        self._wake()
 
     def release(self) -> None:
         """The log is dropped (retention over): give its bytes back to the process total."""
@@ -129,9 +132,9 @@ class MemoryLog:
                 cursors[me] = seq
                 if self.closed:
                     return
-                if self._wakeup is None:
-                    self._wakeup = asyncio.get_running_loop().create_future()
-                await asyncio.shield(self._wakeup)
+                future = asyncio.get_running_loop().create_future()
+                self._waiting.append(future)
+                await future
         finally:
             cursors.pop(me, None)
 
