@@ -41,6 +41,8 @@ test: $(ENV_READY)
 bench: $(ENV_READY)
 	$(PYTHON) -m pip install -q -r requirements-dev.txt
 	$(PYTHON) bench/run.py
+	$(PYTHON) bench/offline_http.py --modes http
+	$(PYTHON) bench/runlog.py
 
 soak: $(ENV_READY)
 	SOAK_REQUESTS=3000 $(PYTHON) -m pytest -q -s tests/test_soak.py
