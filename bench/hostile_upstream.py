@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""What a hostile upstream costs the app: CPU seconds and RSS growth per case (issue 12, items 4-6).
+"""What a hostile upstream costs the app: CPU seconds and RSS growth per case.
 
     python3 bench/hostile_upstream.py            # every case, one request each
     python3 bench/hostile_upstream.py --case line-160mb

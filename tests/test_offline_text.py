@@ -664,7 +664,7 @@ def test_unknown_intent_is_answered_as_chat(intent, message):
 
 
 # ---------------------------------------------------------------------------
-# Modify answers are JSON Patch (issue 13)
+# Modify answers are JSON Patch
 # ---------------------------------------------------------------------------
 
 
@@ -728,7 +728,7 @@ def test_compose_is_fast_on_a_40_kb_scenario():
 
 
 # ---------------------------------------------------------------------------
-# The content is data, read on first use (issue 10 item 4)
+# The content is data, read on first use
 # ---------------------------------------------------------------------------
 
 
@@ -750,7 +750,7 @@ def test_templates_live_in_data_files_read_lazily():
 
 
 # ---------------------------------------------------------------------------
-# The offline model answers instead of restating (issue 15 items 8-12)
+# The offline model answers instead of restating
 # ---------------------------------------------------------------------------
 
 
@@ -872,7 +872,7 @@ def test_create_unknown_topic_says_it_only_has_generic_templates():
 
 
 # ---------------------------------------------------------------------------
-# Light markdown and the no-scenario chat (issue 11 item 6, issue 15 item 5)
+# Light markdown and the no-scenario chat
 # ---------------------------------------------------------------------------
 
 

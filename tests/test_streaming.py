@@ -49,8 +49,10 @@ def test_each_upstream_token_is_its_own_chat_frame_in_order_and_at_once(live, fa
     # And every token arrives long before the stream ends (no batching at the end).
     end = frames[-2][0]
     assert end - chats[0][0] > 0.5
-    for (arrived, _), sent in zip(chats, emitted):
-        assert arrived - sent < 0.5
+    # Nothing is held back: when token i arrives, the upstream has emitted at most a few more
+    # (a count, not a time: a slow machine slows the upstream's pace as much as the app's).
+    held_back = [sum(1 for sent in emitted if sent <= arrived) - (i + 1) for i, (arrived, _) in enumerate(chats)]
+    assert max(held_back) <= 4, held_back
     done = frames[-2][2]
     assert done["finish_reason"] == "stop" and done["usage"]["completion_tokens"] == 20
     assert 0 < done["timings"]["ttft_ms"] <= done["timings"]["total_ms"]
@@ -58,15 +60,16 @@ def test_each_upstream_token_is_its_own_chat_frame_in_order_and_at_once(live, fa
 
 def test_start_frame_and_headers_leave_before_the_upstream_answers(live, fake_upstream):
     fake_upstream.push(Plan(tokens=["late"], first_delay_ms=1500))
-    t0 = time.monotonic()
     with httpx.stream("POST", live.url + STREAM_PATH, json={"message": "hi", "mode": "chat"}, timeout=20) as response:
-        headers_at = time.monotonic()
+        emitted_at_headers = len(fake_upstream.emitted)
         frames = iter_frames(response)
         first = next(frames)
+        emitted_at_start = len(fake_upstream.emitted)
         request_id = response.headers["x-request-id"]
         rest = list(frames)
-    assert headers_at - t0 < 1.0
-    assert first[1] == "start" and first[0] - t0 < 1.0
+    # The head and the start frame did not wait for the model: it had sent nothing yet.
+    assert emitted_at_headers == emitted_at_start == 0
+    assert first[1] == "start"
     assert first[2] == {"type": "start", "request_id": request_id, "intent": "chat", "model": "fake-model", "provider": "openai-compatible"}
     assert [k for _, k, _ in rest if k != "comment"] == ["chat", "done"]
 
