@@ -19,7 +19,7 @@ reference relay (bench/bare, a relay with nothing in it) runs at C=1 and C=200 a
 judged by the app's targets against the same floors: where it misses too, the machine
 sets that figure in this run, not the app.
 
-It prints a markdown table, writes it into README.md between
+It prints a markdown table, writes it into docs/performance.md between
 ``<!-- bench:start -->`` and ``<!-- bench:end -->`` (unless --no-readme), and
 saves raw JSON under bench/results/.
 """
@@ -765,7 +765,7 @@ def compare_line(p0: dict, p1: dict) -> str:
 
 
 def write_readme(md: str) -> bool:
-    path = os.path.join(ROOT, "README.md")
+    path = os.path.join(ROOT, "docs", "performance.md")
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
@@ -774,13 +774,13 @@ def write_readme(md: str) -> bool:
         return False
     i, j = text.find(MARK_START), text.find(MARK_END)
     if i < 0 or j < 0 or j < i:
-        log("WARNING: README.md has no %s ... %s markers; not writing the table" % (
+        log("WARNING: %s has no %s ... %s markers; not writing the table" % (path,
             MARK_START, MARK_END))
         return False
     new = text[:i + len(MARK_START)] + "\n" + md.rstrip() + "\n" + text[j:]
     with open(path, "w", encoding="utf-8") as f:
         f.write(new)
-    log("wrote table into README.md")
+    log("wrote the table into %s" % path)
     return True
 
 
@@ -797,7 +797,7 @@ def main(argv=None) -> int:
                     help="two passes, '%s' then '%s' (each appended to --server-args), and "
                          "compare; note uvicorn's default 'auto' already picks uvloop/httptools "
                          "when they are installed" % (PURE_ARGS, UVLOOP_ARGS))
-    ap.add_argument("--no-readme", action="store_true", help="do not write README.md")
+    ap.add_argument("--no-readme", action="store_true", help="do not write the table into docs/performance.md")
     ap.add_argument("--clients", default="httpx,raw",
                     help="load client transports, measured in turn at every level (default "
                          "'httpx,raw': httpx is the issue's method; raw is a lean asyncio.Protocol "
