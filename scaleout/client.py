@@ -52,8 +52,9 @@ CALL_TIMEOUT = 1.5  # the whole call, the wait for a pooled connection included
 BREAKER_SECONDS = 3.0
 TIMEOUTS_TO_OPEN = 3
 MAX_CONNECTIONS = 64
-# Blocking reads: one connection per joined reader while it waits.
+# Blocking reads: one connection per joined reader while it waits, for at most this long.
 BLOCKING_MAX_CONNECTIONS = 256
+MAX_BLOCK_SECONDS = 1.0
 
 # Error answers that say Redis cannot serve writes right now, rather than that the request was wrong.
 OUT_OF_SERVICE = ("OOM", "LOADING", "READONLY", "MASTERDOWN", "BUSY", "NOREPLICAS", "TRYAGAIN")
@@ -172,7 +173,7 @@ class Shared:
                     **self._tls,
                     max_connections=BLOCKING_MAX_CONNECTIONS,
                     timeout=CALL_TIMEOUT,
-                    socket_timeout=block_seconds + 1.0,
+                    socket_timeout=max(block_seconds, MAX_BLOCK_SECONDS) + SOCKET_TIMEOUT,
                     socket_connect_timeout=SOCKET_TIMEOUT,
                     retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
                     protocol=2,
@@ -186,6 +187,10 @@ class Shared:
                 raise self._failed(exc) from None
             raise
         except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            if "No connection available" in str(exc):
+                # Every blocking connection is taken by other readers: this reader's trouble,
+                # not Redis's; the breaker stays as it is.
+                raise Unavailable(str(exc)) from None
             raise self._failed(exc) from None
         self.degraded_since = None
         return result
