@@ -55,6 +55,7 @@ class Answer:
         self.text_chars = 0  # answer text only: an answer with none is empty
         self.finish: Finish | None = None
         self.error: errors.AgentError | None = None
+        self.repair_prompt: Prompt | None = None  # set when a repair round follows
 
     def events_of(self, pieces: list[Piece]) -> list[Event]:
         """A block answer's splitter pieces as events: prose as `chat`, block text as
@@ -126,43 +127,52 @@ class Run:
 
     async def events(self) -> AsyncIterator[Event]:
         fsm = self.machine
-        block_kind = INTENTS[self.intent].block
         try:
             fsm.fire("route")
             yield Start(self.request_id, self.intent, self.model.model, self.model.provider)
-            prompt = self.prompt
-            while True:  # one pass per model answer: the first, then each repair round
+            prompt: Prompt | None = self.prompt
+            while prompt is not None:  # one pass per model answer: the first, then each repair round
                 fsm.fire("open")
-                answer = Answer(block_kind, self.request.scenario, self.max_scenario_bytes)
+                answer = Answer(INTENTS[self.intent].block, self.request.scenario, self.max_scenario_bytes)
                 async for event in self._answer(prompt, answer):
                     yield event
-                if answer.error is not None:
-                    error = answer.error
-                    break
-                fsm.fire("finish")
-                match self._conclude(answer):
-                    case errors.AgentError() as error:
-                        break
-                    case Repair() as repair:
-                        fsm.fire("repair")
-                        yield repair
-                        prompt = build_repair_prompt(prompt, "".join(answer.parts), repair.reason)
-                        continue
-                    case Scenario() as result:
-                        yield result
-                assert answer.finish is not None
-                fsm.fire("complete")
-                yield self._done(answer.finish.reason)
-                return
-            fsm.fire("fail")
-            self.error_code = error.code
-            yield error.event()
-            yield self._done("error")
+                for event in self._end_answer(prompt, answer):
+                    yield event
+                prompt = answer.repair_prompt
         finally:
             if not fsm.finished:
                 fsm.fire("fail" if self.stop_code else "cancel")
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("run %s trace %s", self.request_id, fsm.trace)
+
+    def _end_answer(self, prompt: Prompt, answer: Answer) -> list[Event]:
+        """After an answer's last delta: the closing events, and the machine moved. For a
+        repair round, `answer.repair_prompt` is set and the run loop opens another answer."""
+        fsm = self.machine
+        if answer.finish is not None:
+            self._add_usage(answer.finish.usage, prompt, answer.deltas)
+        out: list[Event] = []
+        if answer.error is None and answer.splitter is not None:
+            out = answer.events_of(answer.splitter.flush())
+        error = answer.error
+        if error is None:
+            fsm.fire("finish")
+            match self._conclude(answer):
+                case errors.AgentError() as error:
+                    pass
+                case Repair() as repair:
+                    fsm.fire("repair")
+                    answer.repair_prompt = build_repair_prompt(prompt, "".join(answer.parts), repair.reason)
+                    return [*out, repair]
+                case Scenario() as result:
+                    out.append(result)
+        if error is None:
+            assert answer.finish is not None
+            fsm.fire("complete")
+            return [*out, self._done(answer.finish.reason)]
+        fsm.fire("fail")
+        self.error_code = error.code
+        return [*out, error.event(), self._done("error")]
 
     def _conclude(self, answer: Answer) -> errors.AgentError | Repair | Scenario | None:
         """What a finished answer comes to: an error, a repair round, a scenario, or (prose) nothing more."""
@@ -196,14 +206,8 @@ class Run:
             async for item in upstream:
                 match item:
                     case Thinking():
-                        if self.first_reasoning_ms is None:
-                            self.first_reasoning_ms = self._ms()
-                            if not self.send_reasoning:
-                                yield Reasoning("", withheld=True)
-                        self.reasoning_deltas += 1
-                        answer.chars += len(item)
-                        if self.send_reasoning:
-                            yield Reasoning(item)
+                        for event in self._reasoning(item, answer):
+                            yield event
                     case str():
                         if self.ttft_ms is None:
                             self.ttft_ms = self._ms()
@@ -231,14 +235,18 @@ class Run:
             self.deltas += answer.deltas  # kept current when the reader leaves mid-answer too
             if answer.finish is None:
                 self.cut_answers.append(prompt)
+                answer.error = answer.error or errors.upstream_interrupted()  # a model stream must end with a Finish
             await upstream.aclose()  # the one place each answer's upstream is released
-        if answer.error is None and answer.finish is None:
-            answer.error = errors.upstream_interrupted()  # a model stream must end with a Finish
-        if answer.finish is not None:
-            self._add_usage(answer.finish.usage, prompt, answer.deltas)
-        if answer.error is None and splitter is not None:
-            for event in answer.events_of(splitter.flush()):
-                yield event
+
+    def _reasoning(self, item: Thinking, answer: Answer) -> list[Event]:
+        """A thinking delta's events: itself, or once, with SEND_REASONING off, that it is withheld."""
+        answer.chars += len(item)
+        self.reasoning_deltas += 1
+        if self.first_reasoning_ms is None:
+            self.first_reasoning_ms = self._ms()
+            if not self.send_reasoning:
+                return [Reasoning("", withheld=True)]
+        return [Reasoning(item)] if self.send_reasoning else []
 
     # -- results and counts -----------------------------------------------------------------------
 

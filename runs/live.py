@@ -56,6 +56,7 @@ class LiveRun:
         # them; a joinable run's readers need only the frames, so its log holds only those.
         self.keep_events = keep_events
         self.readers = 0
+        self.seq = 0  # the last event's sequence number
         self.finished = False
         # Why the run was stopped from outside (None: it ran to its own end).
         self.stopped_by: errors.AgentError | None = None
@@ -119,45 +120,47 @@ class LiveRun:
 
     async def _produce(self) -> None:
         events = self.run.events()
-        seq = 0
         try:
-            try:
-                async for event in events:
-                    seq += 1
-                    self._append(seq, event)
-            finally:
-                # Stopped mid-answer, the generator is suspended at an await: close it so its
-                # finally releases the upstream now.
-                await events.aclose()
+            async for event in events:
+                self._append(event)
         except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if self.stopped_by is None or task is None:
+            if self.stopped_by is None:
                 raise  # not ours: the loop is going away
+            task = asyncio.current_task()
+            assert task is not None
             task.uncancel()
-            for event in self.run.stop_events(self.stopped_by):
-                seq += 1
-                self._append(seq, event)
+            self._close_with(self.stopped_by)
         except Exception:
             log.exception("run %s: the producer failed", self.id)
-            for event in self.run.stop_events(errors.internal()):
-                seq += 1
-                self._append(seq, event)
+            self._close_with(errors.internal())
         finally:
-            self.finished = True
-            if self._grace_timer is not None:
-                self._grace_timer.cancel()
-            self.log.close()
-            if self._watch_shared is not None:
-                self._watch_shared.cancel()
-            if self.shared is not None:
-                try:
-                    await self.shared.close()
-                except Exception:  # the shared store's trouble must not lose the run's end
-                    log.warning("run %s: the shared log could not be closed", self.id, exc_info=True)
-            self.on_end(self)
+            # Stopped mid-answer, the generator is suspended at an await: close it so its
+            # finally releases the upstream now (a no-op when it already ended).
+            await events.aclose()
+            await self._end()
 
-    def _append(self, seq: int, event: Event) -> None:
-        data = frame(self.id, seq, event, first=seq == 1)
+    def _append(self, event: Event) -> None:
+        self.seq += 1
+        data = frame(self.id, self.seq, event, first=self.seq == 1)
         self.log.append(event if self.keep_events else None, data)
         if self.shared is not None:
-            self.shared.append(seq, data)
+            self.shared.append(self.seq, data)
+
+    def _close_with(self, error: errors.AgentError) -> None:
+        """A stopped run's last frames: `error`, then `done`."""
+        for event in self.run.stop_events(error):
+            self._append(event)
+
+    async def _end(self) -> None:
+        self.finished = True
+        if self._grace_timer is not None:
+            self._grace_timer.cancel()
+        self.log.close()
+        if self._watch_shared is not None:
+            self._watch_shared.cancel()
+        if self.shared is not None:
+            try:
+                await self.shared.close()
+            except Exception:  # the shared store's trouble must not lose the run's end
+                log.warning("run %s: the shared log could not be closed", self.id, exc_info=True)
+        self.on_end(self)

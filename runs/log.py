@@ -19,7 +19,7 @@ bound (it stopped reading) loses its place: it gets `LogTruncated` and its respo
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator, Callable, Protocol
+from typing import Any, AsyncGenerator, AsyncIterator, Callable, Protocol
 
 # What a frame costs besides its bytes (the list slot, the event object): counted in the bounds.
 _OVERHEAD = 64
@@ -58,7 +58,7 @@ class MemoryLog:
         # while waiting must not cancel the others' wait).
         self._waiting: list[asyncio.Future[None]] = []
         # Each attached reader's next sequence number: frames from the lowest on are kept.
-        self._cursors: dict[int, int] = {}
+        self._cursors: dict[object, int] = {}
 
     @property
     def last_seq(self) -> int:
@@ -109,34 +109,27 @@ class MemoryLog:
         self.bytes = 0
         self.entries = []
 
-    async def read(self, after: int) -> AsyncIterator[tuple[int, Any, bytes]]:
+    async def read(self, after: int) -> AsyncGenerator[tuple[int, Any, bytes], None]:
         """(seq, event, frame) for every frame after `after`, live, until the log is closed.
         Raises LogTruncated when a frame it needs was dropped, before or while reading."""
-        seq = after + 1
-        cursors, me = self._cursors, id(object())
+        seq, me = after + 1, object()
         try:
             while True:
-                index = seq - self.first_seq
-                if index < 0:
+                if seq < self.first_seq:
                     raise LogTruncated(self.first_seq)
-                entries = self.entries
-                while index < len(entries):
-                    event, frame = entries[index]
-                    cursors[me] = seq
-                    yield seq, event, frame
+                self._cursors[me] = seq
+                if seq <= self.last_seq:
+                    event, data = self.entries[seq - self.first_seq]
+                    yield seq, event, data
                     seq += 1
-                    index = seq - self.first_seq
-                    if index < 0:
-                        raise LogTruncated(self.first_seq)
-                    entries = self.entries
-                cursors[me] = seq
-                if self.closed:
+                elif self.closed:
                     return
-                future = asyncio.get_running_loop().create_future()
-                self._waiting.append(future)
-                await future
+                else:
+                    future = asyncio.get_running_loop().create_future()
+                    self._waiting.append(future)
+                    await future
         finally:
-            cursors.pop(me, None)
+            self._cursors.pop(me, None)
 
 
 class LogWriter(Protocol):

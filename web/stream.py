@@ -27,7 +27,7 @@ import asyncio
 import json
 import math
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Awaitable, Callable, Protocol
+from typing import Any, AsyncGenerator, Awaitable, Callable, Protocol
 
 from agent.events import PING, Chat, Done, Error, Event, Reasoning, Repair, Scenario
 from starlette.types import Message, Receive, Scope, Send
@@ -81,7 +81,7 @@ async def settle(tasks: set[asyncio.Task]) -> None:
 
 
 class ReaderResponse:
-    def __init__(self, entries: AsyncIterator[Entry], writer: Writer, policy: Policy, on_close: Callable[[str], Awaitable[None]]) -> None:
+    def __init__(self, entries: AsyncGenerator[Entry, None], writer: Writer, policy: Policy, on_close: Callable[[str], Awaitable[None]]) -> None:
         self.entries = entries
         self.writer = writer
         self.policy = policy
@@ -102,29 +102,25 @@ class ReaderResponse:
         finally:
             await self.on_close(outcome)
 
-    async def _timed_send(self, send: Send, message: Message) -> None:
-        self._send_started = asyncio.get_running_loop().time()
-        await send(message)
-        self._last_write = self._send_started
-        self._send_started = 0.0
-
     async def _write(self, send: Send) -> str:
-        entries, writer = self.entries, self.writer
+        loop_time = asyncio.get_running_loop().time
 
-        async def timed(message: Message) -> None:
-            await self._timed_send(send, message)
+        async def timed(message: Message) -> None:  # every write, timed for the send timeout
+            self._send_started = loop_time()
+            await send(message)
+            self._last_write, self._send_started = self._send_started, 0.0
 
-        self._last_write = asyncio.get_running_loop().time()
+        self._last_write = loop_time()
         try:
-            await writer.begin(timed)
-            async for entry in entries:
-                await writer.write(timed, entry)
-            await writer.end(timed)
+            await self.writer.begin(timed)
+            async for entry in self.entries:
+                await self.writer.write(timed, entry)
+            await self.writer.end(timed)
             return Outcome.COMPLETE
         except LogTruncated:
             return Outcome.FELL_BEHIND  # the body is left unfinished: uvicorn closes the connection
         finally:
-            await entries.aclose()  # type: ignore[attr-defined]
+            await self.entries.aclose()
 
     async def _watch(self, receive: Receive, send: Send) -> str:
         """Wait for the client to leave; between waits (about once a second), check the rest."""
@@ -253,10 +249,10 @@ class JsonWriter:
         await send({"type": "http.response.body", "body": payload, "more_body": False})
 
 
-async def frames_only(frames: AsyncIterator[bytes]) -> AsyncIterator[Entry]:
+async def frames_only(frames: AsyncGenerator[bytes, None]) -> AsyncGenerator[Entry, None]:
     """A shared log's frames (another process's run) as entries: bytes only."""
     try:
         async for data in frames:
             yield 0, None, data
     finally:
-        await frames.aclose()  # type: ignore[attr-defined]
+        await frames.aclose()
