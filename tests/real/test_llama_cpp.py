@@ -6,7 +6,9 @@ build takes 5-10 minutes on 2 cores), or `REAL_MODEL=1 python3 -m pytest -q test
 Not part of the default run: pytest.ini's `norecursedirs` skips this folder, and without
 REAL_MODEL=1 every test here is skipped with the reason.
 
-The server is started with `--interrupt_requests false`: by default a second request ends
+The server is started through tests/real/llama_server.py, which turns weight repacking off
+(`use_extra_bufts = False`): on CPUs with AMX the build's repacked weights crash the process on
+its first answer. It runs with `--interrupt_requests false`: by default a second request ends
 the running stream with `[DONE]`, no finish chunk and no terminating zero-size chunk.
 Everything stays on 127.0.0.1; every wait is bounded.
 """
@@ -26,8 +28,9 @@ import httpx
 import pytest
 
 from tests.real.conftest import FIGURES
-from tests.support.harness import ServerProcess, assert_well_formed
+from tests.support.harness import ServerProcess, assert_well_formed, post_stream
 from tests.support.servers import STREAM_PATH, free_port, parse_frames
+from web.health import DEGRADED_AFTER
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("REAL_MODEL") != "1",
@@ -48,60 +51,87 @@ def smollm2_gguf() -> pathlib.Path:
     return found[0]
 
 
+class LlamaServer:
+    """llama.cpp's server on a free loopback port, through tests/real/llama_server.py (weight
+    repacking off: the AMX crash), with this context size; `base` is its URL (…/v1)."""
+
+    def __init__(self, n_ctx: int) -> None:
+        pytest.importorskip("llama_cpp.server", reason="pip install 'llama-cpp-python[server]'")
+        self.model = smollm2_gguf()
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}/v1"
+        self.log = tempfile.NamedTemporaryFile(prefix="llama-server-", suffix=".log", delete=False)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.real.llama_server", "--model", str(self.model), "--interrupt_requests", "false",
+             "--port", str(self.port), "--host", "127.0.0.1", "--n_ctx", str(n_ctx), "--verbose", "false"],
+            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT,
+        )
+
+    def log_tail(self) -> str:
+        return pathlib.Path(self.log.name).read_text(errors="replace")[-3000:]
+
+    def __enter__(self) -> "LlamaServer":
+        try:
+            deadline = time.monotonic() + START_TIMEOUT_S
+            while True:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"llama_cpp.server exited with {self.proc.returncode}:\n{self.log_tail()}")
+                try:
+                    if httpx.get(self.base + "/models", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"llama_cpp.server did not start in {START_TIMEOUT_S} s")
+                time.sleep(0.5)
+            # One token straight from the server first: its first request pays one-off set-up
+            # costs that are not the app's time to first token (and, with repacking on an AMX
+            # CPU, is where the process would die).
+            httpx.post(self.base + "/chat/completions", json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1},
+                       timeout=START_TIMEOUT_S).raise_for_status()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash or the OOM killer would end it."""
+        self.proc.kill()
+        self.proc.wait(15)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.log.close()
+        os.unlink(self.log.name)
+
+
 @pytest.fixture(scope="module")
 def llama_server() -> Iterator[str]:
-    """llama.cpp's server on a free loopback port; yields its base URL (…/v1)."""
-    pytest.importorskip("llama_cpp.server", reason="pip install 'llama-cpp-python[server]'")
-    model = smollm2_gguf()
-    port = free_port()
-    log = tempfile.NamedTemporaryFile(prefix="llama-server-", suffix=".log", delete=False)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--interrupt_requests", "false",
-         "--port", str(port), "--host", "127.0.0.1", "--n_ctx", "8192", "--verbose", "false"],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"llama_cpp.server exited with {proc.returncode}:\n{pathlib.Path(log.name).read_text()[-3000:]}")
-            try:
-                if httpx.get(base + "/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"llama_cpp.server did not start in {START_TIMEOUT_S} s")
-            time.sleep(0.5)
-        # One token straight from the server first: its first request pays one-off set-up
-        # costs that are not the app's time to first token.
-        httpx.post(base + "/chat/completions", json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1},
-                   timeout=START_TIMEOUT_S).raise_for_status()
-        FIGURES["model"] = f"{model.name} via llama_cpp.server (llama-cpp-python)"
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        log.close()
-        os.unlink(log.name)
+    with LlamaServer(n_ctx=8192) as server:
+        FIGURES["model"] = f"{server.model.name} via llama_cpp.server (llama-cpp-python), repacking off"
+        yield server.base
 
 
 @pytest.fixture(scope="module")
 def app(llama_server: str) -> Iterator[ServerProcess]:
-    env = {
-        "OPENAI_BASE_URL": llama_server,
+    with ServerProcess(app_env(llama_server)) as server:
+        yield server
+
+
+def app_env(base_url: str, **extra: str) -> dict[str, str]:
+    return {
+        "OPENAI_BASE_URL": base_url,
         "OPENAI_API_KEY": "unused",  # the server checks no key
         "OPENAI_MODEL": "SmolLM2-135M-Instruct",
         "MAX_OUTPUT_TOKENS": "1024",
         "UPSTREAM_IDLE_TIMEOUT_SECONDS": "120",
+        **extra,
     }
-    with ServerProcess(env) as server:
-        yield server
 
 
 def stream_timed(url: str, body: dict[str, Any]) -> tuple[int, float, list[tuple[float, str, Any]]]:
@@ -172,3 +202,72 @@ def test_the_buffered_route_answers_json_never_a_500(app: ServerProcess) -> None
     body = response.json()
     assert body["response"], body
     FIGURES["buffered chat: usage"] = json.dumps(body.get("usage"))
+
+
+# -- how the app reports a server that cannot answer --------------------------------------------
+#
+# A small context (1,024 tokens) makes an over-long prompt easy to send; its own server, since the
+# last test kills it.
+
+SMALL_CTX = 1024
+
+
+@pytest.fixture(scope="module")
+def small_server() -> Iterator[LlamaServer]:
+    with LlamaServer(n_ctx=SMALL_CTX) as server:
+        yield server
+
+
+def test_repacking_is_off_in_the_servers_model_parameters() -> None:
+    pytest.importorskip("llama_cpp", reason="pip install 'llama-cpp-python[server]'")
+    # What the launcher changes, and only that: the default is on (the field exists in this build).
+    code = ("import llama_cpp, llama_cpp.llama_cpp as c, tests.real.llama_server as launcher;"
+            "before = c.llama_model_default_params().use_extra_bufts; launcher.no_repacking();"
+            "m = llama_cpp.Llama(model_path=%r, vocab_only=True, verbose=False);"
+            "print(before, m.model_params.use_extra_bufts)") % str(smollm2_gguf())
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["True", "False"], out.stderr[-2000:]
+
+
+def test_a_prompt_over_the_context_ends_in_context_too_long(small_server: LlamaServer) -> None:
+    # About 1,750 tokens of message against a context of 1,024: llama.cpp answers HTTP 200 with an
+    # empty body that ends cleanly; the app says the prompt is too long, and the server is healthy.
+    message = "Please consider the following notes carefully. " * 150
+    with ServerProcess(app_env(small_server.base, MAX_OUTPUT_TOKENS="256")) as server:
+        status, _, frames = stream_timed(server.url, {"message": message[:7000], "mode": "chat"})
+        health = server.health()
+    assert status == 200
+    error = assert_well_formed([(kind, data) for _, kind, data in frames])
+    assert error is not None and error["code"] == "context_too_long" and error["retryable"] is False, error
+    assert health["status"] == "ok" and health["upstream"]["consecutive_failures"] == 0, health
+    FIGURES["over-context prompt"] = f"error {error['code']}, health {health['status']}"
+
+
+def test_a_server_that_dies_mid_answer_ends_in_upstream_interrupted_and_health_degraded(small_server: LlamaServer) -> None:
+    # The server is killed (SIGKILL) after the first few chat frames of a long answer: the body
+    # stops without its zero-size chunk. The answer so far stays, the error is retryable, and
+    # health counts it; the next requests find no server, and health turns degraded.
+    body = {"message": "Write a long story about a lighthouse keeper and a storm, in many paragraphs.", "mode": "chat"}
+    with ServerProcess(app_env(small_server.base, MAX_OUTPUT_TOKENS="700", UPSTREAM_MAX_RETRIES="0")) as server:
+        frames: list[tuple[str, Any]] = []
+        with httpx.Client(timeout=httpx.Timeout(ANSWER_TIMEOUT_S, connect=10)) as client:
+            with client.stream("POST", server.url + STREAM_PATH, json=body) as response:
+                assert response.status_code == 200
+                buffer = b""
+                for piece in response.iter_raw():
+                    buffer += piece
+                    *complete, buffer = buffer.split(b"\n\n")
+                    for block in complete:
+                        frames += parse_frames(block + b"\n\n")
+                    if small_server.proc.poll() is None and sum(1 for kind, _ in frames if kind == "chat") >= 3:
+                        small_server.kill()
+        after_crash = server.health()
+        later = [post_stream(server.url, body, timeout=60)[2] for _ in range(DEGRADED_AFTER - 1)]
+        health = server.health()
+    error = assert_well_formed(frames)
+    assert sum(1 for kind, _ in frames if kind == "chat") >= 3
+    assert error is not None and error["code"] == "upstream_interrupted" and error["retryable"] is True, error
+    assert after_crash["upstream"]["consecutive_failures"] == 1 and after_crash["upstream"]["last_error_code"] == "upstream_interrupted"
+    assert [assert_well_formed(f)["code"] for f in later] == ["upstream_unavailable"] * (DEGRADED_AFTER - 1)
+    assert health["status"] == "degraded" and health["upstream"]["consecutive_failures"] == DEGRADED_AFTER, health
+    FIGURES["crash mid-answer"] = f"error {error['code']} after {sum(1 for k, _ in frames if k == 'chat')} chat frames; health then {health['status']}"
