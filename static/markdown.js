@@ -2,9 +2,14 @@
 //
 //   parseBlocks(text)   -> [{type, from, ...}]   the blocks, each with the offset it starts at
 //   parseInline(text)   -> [{type, ...}]         spans inside a paragraph, heading or list item
-//   createBlockStream() -> {update(text)}        the same blocks for a growing text, telling
-//                                                 which are final (`commit`) and which may still
-//                                                 change (`live`)
+//   createBlockStream() -> {append, update,      the same blocks for a growing text, telling
+//                           flush}               which are final (`commit`) and which may still
+//                                                 change (`live`), re-parsing a long open block
+//                                                 only as it grows by a fraction of its length
+//
+// Every step is linear in the text it reads: streaming a text of any content in small pieces
+// costs a bounded multiple of one parse of it (tests/js/markdown.test.mjs measures adversarial
+// patterns).
 //
 // The subset: ATX headings (# .. ######), paragraphs, **bold** / __bold__, *italics* / _italics_,
 // `inline code`, fenced code blocks (``` or ~~~, an unclosed fence runs to the end), bullet and
@@ -16,8 +21,12 @@
 // parsing can restart at any block start: parseBlocks(a + b) equals the blocks of `a` that
 // ended before b's first block, followed by parseBlocks(b). createBlockStream relies on it.
 
-const FENCE = /^ {0,3}(`{3,}|~{3,})[ \t]*([^`\s]*)[^`]*$/;
-const HEADING = /^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$/;
+// Line patterns are anchored and never try overlapping repetitions, so a long line costs time
+// linear in its length (a heading or fence line of 16 k spaces, tabs or backticks included).
+const FENCE_OPEN = /^ {0,3}(`{3,}|~{3,})/;
+const FENCE_CLOSE = /^ {0,3}(`{3,}|~{3,})[ \t]*$/;
+const LANG = /^[^`\s]*/;
+const HEADING_OPEN = /^ {0,3}(#{1,6})(?=[ \t]|$)/;
 const HR = /^ {0,3}([-*_])[ \t]*(?:\1[ \t]*){2,}$/;
 const ITEM = /^( *)([-*+]|\d{1,9}[.)])(?:[ \t]+(.*)|$)/;
 const QUOTE = /^ {0,3}> ?(.*)$/;
@@ -42,6 +51,31 @@ function splitLines(text) {
   return lines;
 }
 
+/** An opening fence: {marker, lang}, or null. Its info string may not hold a backtick. */
+function fenceOf(line) {
+  const m = FENCE_OPEN.exec(line);
+  if (!m) return null;
+  const rest = line.slice(m[0].length);
+  if (rest.includes("`")) return null;
+  let p = 0;
+  while (rest[p] === " " || rest[p] === "\t") p += 1;
+  return { marker: m[1], lang: LANG.exec(rest.slice(p))[0] };
+}
+
+/** An ATX heading: {level, text}, or null. A closing run of # after a space is dropped. */
+function headingOf(line) {
+  const m = HEADING_OPEN.exec(line);
+  if (!m) return null;
+  const rest = line.slice(m[0].length);
+  const blank = (c) => c === " " || c === "\t";
+  let end = rest.length;
+  while (end > 0 && blank(rest[end - 1])) end -= 1;
+  let hashes = end;
+  while (hashes > 0 && rest[hashes - 1] === "#") hashes -= 1;
+  if (hashes < end && hashes > 0 && blank(rest[hashes - 1])) end = hashes;
+  return { level: m[1].length, text: rest.slice(0, end).trim() };
+}
+
 function itemOf(line) {
   const m = ITEM.exec(line);
   if (!m) return null;
@@ -51,7 +85,7 @@ function itemOf(line) {
 
 /** Would this line start a block other than a paragraph (so it ends a paragraph)? */
 function startsBlock(line) {
-  if (HEADING.test(line) || FENCE.test(line) || HR.test(line) || QUOTE.test(line)) return true;
+  if (HEADING_OPEN.test(line) || fenceOf(line) || HR.test(line) || QUOTE.test(line)) return true;
   const item = itemOf(line);
   // An empty item, or a number other than 1, does not interrupt a paragraph (as in CommonMark).
   return Boolean(item && item.indent < 2 && item.text !== "" && (!item.ordered || item.start === 1));
@@ -76,15 +110,15 @@ export function parseBlocks(text) {
       i += 1;
       continue;
     }
-    const fence = FENCE.exec(line);
+    const fence = fenceOf(line);
     if (fence) {
-      const marker = fence[1];
+      const { marker } = fence;
       const body = [];
       let closed = false;
       i += 1;
       while (i < lines.length) {
         const l = lines[i].text;
-        const close = /^ {0,3}(`{3,}|~{3,})[ \t]*$/.exec(l);
+        const close = FENCE_CLOSE.exec(l);
         i += 1;
         if (close && close[1][0] === marker[0] && close[1].length >= marker.length) {
           closed = true;
@@ -92,12 +126,12 @@ export function parseBlocks(text) {
         }
         body.push(l);
       }
-      blocks.push({ type: "code", from, lang: fence[2] || "", text: body.join("\n"), closed });
+      blocks.push({ type: "code", from, lang: fence.lang, text: body.join("\n"), closed });
       continue;
     }
-    const heading = HEADING.exec(line);
+    const heading = headingOf(line);
     if (heading) {
-      blocks.push({ type: "heading", from, level: heading[1].length, text: (heading[2] || "").trim() });
+      blocks.push({ type: "heading", from, level: heading.level, text: heading.text });
       i += 1;
       continue;
     }
@@ -171,22 +205,31 @@ export function parseBlocks(text) {
 
 /**
  * Blocks of a text that grows at its end (a streaming answer). Each call returns
- * {commit, live, reset}:
- *   commit  blocks that are final: nothing appended later can change them (render them once);
- *   live    the blocks after them, re-parsed on every call (the growing last block, and a
- *           block whose first line is still partial);
- *   reset   true when the text did not extend the previous one: start over (render from scratch).
- * The committed blocks of all calls, then the last `live`, equal parseBlocks(text).
- * Offsets (`from`) are relative to the whole text.
+ * {commit, live, deferred, reset}:
+ *   commit    blocks that are final: nothing appended later can change them (render them once);
+ *   live      the blocks after them, re-parsed (the growing last block, and a block whose first
+ *             line is still partial); null when this call did not re-parse: the previous `live`
+ *             stands, and `deferred` is the text appended since, not parsed yet;
+ *   reset     true when the text did not extend the previous one: start over (render from scratch).
+ * The committed blocks of all calls, then the last non-null `live`, equal parseBlocks() of the
+ * text up to the last re-parse; the `deferred` pieces since then are the rest of the text.
+ * `flush()` re-parses now: after it, committed + live equal parseBlocks(text). Offsets (`from`)
+ * are relative to the whole text.
+ *
+ * Re-parsing the open block on every token costs its length each time: a single block of
+ * length L streamed in pieces would cost L²/piece in all. So a tail longer than `eager`
+ * characters is re-parsed only once it has grown by 1/`catchUp` since its last parse (and on
+ * flush): the parses of one block then add up to about catchUp + 1 times its length, linear.
  *
  * `append(piece)` is the per-token call: it touches only the uncommitted tail, never the whole
  * text (reading a long string that grew by `+=` makes the engine copy all of it, every token).
  * `update(text)` takes the whole text so far and appends what is new.
  */
-export function createBlockStream() {
+export function createBlockStream({ eager = 1024, catchUp = 8 } = {}) {
   let seenLength = 0;
   let base = 0; // where the first uncommitted block starts in the whole text
   let tail = ""; // the text from `base` on
+  let parsed = 0; // how much of `tail` the last re-parse saw
 
   function step(reset) {
     // Only complete lines decide where a block ends: a partial last line such as "#" may
@@ -203,35 +246,52 @@ export function createBlockStream() {
       }
     }
     const live = parseBlocks(tail).map((b) => ({ ...b, from: b.from + base }));
-    return { commit, live, reset };
+    parsed = tail.length;
+    return { commit, live, deferred: "", reset };
+  }
+
+  function grow(piece) {
+    tail += piece;
+    seenLength += piece.length;
+    if (tail.length <= eager || (tail.length - parsed) * catchUp >= tail.length) return step(false);
+    return { commit: [], live: null, deferred: piece, reset: false };
   }
 
   return {
     append(piece) {
-      tail += piece;
-      seenLength += piece.length;
-      return step(false);
+      return grow(piece);
     },
     update(text) {
       // An extension keeps the committed blocks: the uncommitted tail must still match.
-      if (text.length >= seenLength && text.startsWith(tail, base)) {
-        const piece = text.slice(seenLength);
-        tail += piece;
-        seenLength = text.length;
-        return step(false);
-      }
+      if (text.length >= seenLength && text.startsWith(tail, base)) return grow(text.slice(seenLength));
       base = 0;
       tail = text;
       seenLength = text.length;
       return step(true);
     },
+    flush() {
+      return step(false);
+    },
+    /** Characters appended since the last re-parse (0: the last `live` is up to date). */
+    get pending() {
+      return tail.length - parsed;
+    },
   };
 }
 
 // ---- inline ----------------------------------------------------------------------------
+//
+// One pass over a block's text records what can pair up (escapes, code spans, brackets, the
+// places that can close emphasis) in tables, and the parse asks those tables instead of
+// searching ahead. A text of openers that never close ("*a *a *a ...", "[[[[", "[a](") then
+// costs time linear in its length, where a search to the end per opener would be quadratic.
 
 const SAFE_URL = /^https?:\/\/[^\s<>]+$/i;
+const URL_START = /^https?:\/\//i;
 const ESCAPABLE = "\\`*_{}[]()#+-.!<>~|";
+// Emphasis and links nested deeper than this stay literal text: no answer needs more, and it
+// keeps both the parse's recursion and the DOM shallow.
+const MAX_DEPTH = 16;
 const isSpace = (c) => c === undefined || /\s/.test(c);
 const isWord = (c) => c !== undefined && /[\p{L}\p{N}]/u.test(c);
 
@@ -240,22 +300,153 @@ export function safeUrl(url) {
   return SAFE_URL.test(url.trim()) ? url.trim() : null;
 }
 
-/**
- * Spans of one block's text: [{type: "text", text} | {type: "code", text} |
- * {type: "strong"|"em", children} | {type: "link", href, children} | {type: "break"}].
- * Delimiters that never close stay literal text (so a half-streamed "**bo" reads as typed).
- */
-export function parseInline(text) {
+/** The first entry of the sorted `list` greater than `x` (its index; list.length when none). */
+function firstAfter(list, x) {
+  let lo = 0;
+  let hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (list[mid] > x) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo;
+}
+
+/** The pairing tables of `text` (see the note above). Link tables are built on first use. */
+function inlineTables(text) {
+  const n = text.length;
+  const escaped = new Uint8Array(n); // 1: escaped by the backslash before it
+  const inCode = new Uint8Array(n); // 1: inside a code span (its backticks included)
+  const codeEnd = new Int32Array(n); // at a code span's first backtick: the offset after it
+
+  // Backtick runs by length: a code span closes at the next run of exactly its length.
+  let runs = null;
+  if (text.includes("`")) {
+    runs = new Map();
+    for (let i = 0; i < n; ) {
+      if (text[i] !== "`") {
+        i += 1;
+        continue;
+      }
+      let j = i;
+      while (j < n && text[j] === "`") j += 1;
+      if (!runs.has(j - i)) runs.set(j - i, []);
+      runs.get(j - i).push(i);
+      i = j;
+    }
+  }
+  for (let i = 0; i < n; ) {
+    const c = text[i];
+    if (c === "\\" && i + 1 < n && ESCAPABLE.includes(text[i + 1])) {
+      escaped[i + 1] = 1;
+      i += 2;
+      continue;
+    }
+    if (c === "`") {
+      let j = i;
+      while (j < n && text[j] === "`") j += 1;
+      const same = runs.get(j - i) || [];
+      const k = firstAfter(same, j - 1);
+      if (k < same.length) {
+        const end = same[k] + (j - i);
+        codeEnd[i] = end;
+        inCode.fill(1, i, end);
+        i = end;
+      } else {
+        i = j;
+      }
+      continue;
+    }
+    i += 1;
+  }
+
+  // Where emphasis can close, by delimiter: not escaped, not in code, not after a space; a
+  // single delimiter not inside a longer run; `_` not before a letter (snake_case).
+  const closers = { "*": [], "**": [], _: [], __: [] };
+  for (let k = 1; k < n; k++) {
+    const c = text[k];
+    if ((c !== "*" && c !== "_") || escaped[k] || inCode[k]) continue;
+    const before = text[k - 1];
+    if (isSpace(before)) continue;
+    if (before !== c && text[k + 1] !== c && !(c === "_" && isWord(text[k + 1]))) closers[c].push(k);
+    if (text[k + 1] === c && text[k + 2] !== c && !(c === "_" && isWord(text[k + 2]))) closers[c + c].push(k);
+  }
+
+  let links = null;
+  const linkTables = () => {
+    if (links) return links;
+    // The "]" that closes each "[" (brackets nest), the next ")", and where a URL word stops.
+    const match = new Int32Array(n).fill(-1);
+    const stack = [];
+    for (let i = 0; i < n; i++) {
+      if (escaped[i] || inCode[i]) continue;
+      if (text[i] === "[") stack.push(i);
+      else if (text[i] === "]" && stack.length) match[stack.pop()] = i;
+    }
+    const nextParen = new Int32Array(n + 1);
+    const nextStop = new Int32Array(n + 1);
+    const blankLines = new Int32Array(n + 1); // "\n\n" starts before each offset
+    nextParen[n] = -1;
+    nextStop[n] = n;
+    for (let i = n - 1; i >= 0; i--) {
+      const c = text[i];
+      nextParen[i] = c === ")" ? i : nextParen[i + 1];
+      nextStop[i] = c === ")" || c === "<" || c === ">" || isSpace(c) ? i : nextStop[i + 1];
+    }
+    for (let i = 0; i < n; i++) blankLines[i + 1] = blankLines[i] + (text[i] === "\n" && text[i + 1] === "\n" ? 1 : 0);
+    links = { match, nextParen, nextStop, blankLines };
+    return links;
+  };
+
+  return { text, escaped, inCode, codeEnd, closers, linkTables };
+}
+
+/** The offset of the delimiter that closes one opened just before `from`, within [.., end); or -1. */
+function findCloser(t, from, end, c, len) {
+  const list = t.closers[len === 2 ? c + c : c];
+  const at = firstAfter(list, from);
+  if (at < list.length && list[at] + len < end) return list[at];
+  // A delimiter that ends the range closes whatever follows it (the range's own closer).
+  const k = end - len;
+  const { text } = t;
+  if (k <= from || t.escaped[k] || t.inCode[k] || text[k] !== c || (len === 2 && text[k + 1] !== c)) return -1;
+  const before = text[k - 1];
+  return !isSpace(before) && !(len === 1 && before === c) ? k : -1;
+}
+
+/** [label](href) at `at`, ending before `end`, with an http(s) href; null when it is not one. */
+function matchLink(t, at, end) {
+  const { text } = t;
+  const { match, nextParen, nextStop, blankLines } = t.linkTables();
+  const j = match[at];
+  if (j === -1 || j + 1 >= end || text[j + 1] !== "(") return null;
+  if (blankLines[j] - blankLines[at] > 0) return null;
+  const close = nextParen[j + 2];
+  if (close === -1 || close >= end || t.inCode[close]) return null;
+  // The target is the first word inside the parentheses, optionally in <...>.
+  let p = j + 2;
+  while (p < close && isSpace(text[p])) p += 1;
+  if (text[p] === "<") p += 1;
+  if (!URL_START.test(text.slice(p, p + 8))) return null;
+  const q = nextStop[p];
+  const wordEnd = text[q] === ">" ? q + 1 : q;
+  if (wordEnd !== close && !isSpace(text[wordEnd])) return null;
+  const href = safeUrl(text.slice(p, q));
+  return href ? { labelEnd: j, href, end: close + 1 } : null;
+}
+
+function parseRange(t, start, end, depth) {
+  const { text } = t;
   const out = [];
   let buf = "";
   const flush = () => {
     if (buf) out.push({ type: "text", text: buf });
     buf = "";
   };
-  let i = 0;
-  while (i < text.length) {
+  let i = start;
+  while (i < end) {
     const c = text[i];
-    if (c === "\\" && i + 1 < text.length && ESCAPABLE.includes(text[i + 1])) {
+    if (c === "\\" && i + 1 < end && ESCAPABLE.includes(text[i + 1])) {
       buf += text[i + 1];
       i += 2;
       continue;
@@ -268,46 +459,43 @@ export function parseInline(text) {
     }
     if (c === "`") {
       let n = 1;
-      while (text[i + n] === "`") n += 1;
-      const ticks = "`".repeat(n);
-      let close = text.indexOf(ticks, i + n);
-      while (close !== -1 && text[close + n] === "`") close = text.indexOf(ticks, close + n + 1);
-      if (close !== -1) {
+      while (i + n < end && text[i + n] === "`") n += 1;
+      const close = t.codeEnd[i];
+      if (close && close <= end) {
         flush();
-        let code = text.slice(i + n, close).replace(/\n/g, " ");
+        let code = text.slice(i + n, close - n).replace(/\n/g, " ");
         if (code.length > 2 && code.startsWith(" ") && code.endsWith(" ") && code.trim()) code = code.slice(1, -1);
         out.push({ type: "code", text: code });
-        i = close + n;
+        i = close;
         continue;
       }
-      buf += ticks;
+      buf += "`".repeat(n);
       i += n;
       continue;
     }
-    if (c === "*" || c === "_") {
-      const double = text[i + 1] === c;
-      const delim = double ? c + c : c;
-      const after = text[i + delim.length];
-      const before = text[i - 1];
-      const canOpen = !isSpace(after) && !(c === "_" && isWord(before)) && after !== c;
-      if (canOpen) {
-        const close = findCloser(text, i + delim.length, delim);
+    if ((c === "*" || c === "_") && depth < MAX_DEPTH) {
+      const double = i + 1 < end && text[i + 1] === c;
+      const len = double ? 2 : 1;
+      const after = i + len < end ? text[i + len] : undefined;
+      const before = i > start ? text[i - 1] : undefined;
+      if (!isSpace(after) && !(c === "_" && isWord(before)) && after !== c) {
+        const close = findCloser(t, i + len, end, c, len);
         if (close !== -1) {
           flush();
-          out.push({ type: double ? "strong" : "em", children: parseInline(text.slice(i + delim.length, close)) });
-          i = close + delim.length;
+          out.push({ type: double ? "strong" : "em", children: parseRange(t, i + len, close, depth + 1) });
+          i = close + len;
           continue;
         }
       }
-      buf += delim;
-      i += delim.length;
+      buf += double ? c + c : c;
+      i += len;
       continue;
     }
-    if (c === "[") {
-      const link = matchLink(text, i);
+    if (c === "[" && depth < MAX_DEPTH) {
+      const link = matchLink(t, i, end);
       if (link) {
         flush();
-        out.push({ type: "link", href: link.href, children: parseInline(link.label) });
+        out.push({ type: "link", href: link.href, children: parseRange(t, i + 1, link.labelEnd, depth + 1) });
         i = link.end;
         continue;
       }
@@ -319,55 +507,15 @@ export function parseInline(text) {
   return out;
 }
 
-/** The offset of the delimiter that closes one opened just before `from`, or -1. */
-function findCloser(text, from, delim) {
-  const c = delim[0];
-  let j = from;
-  while (j < text.length) {
-    const k = text.indexOf(delim, j);
-    if (k === -1) return -1;
-    const before = text[k - 1];
-    const after = text[k + delim.length];
-    const runBefore = delim.length === 1 && before === c;
-    const runAfter = after === c;
-    // Skip code spans inside: `a*b` is not emphasis.
-    const tick = text.indexOf("`", j);
-    if (tick !== -1 && tick < k) {
-      const end = text.indexOf("`", tick + 1);
-      if (end !== -1 && end > k) {
-        j = end + 1;
-        continue;
-      }
-    }
-    if (k > from && !isSpace(before) && !runBefore && !runAfter && !(c === "_" && isWord(after))) return k;
-    j = k + 1;
-  }
-  return -1;
-}
-
-/** [label](href) at `at`, with an http(s) href; null when it is not such a link. */
-function matchLink(text, at) {
-  let depth = 0;
-  let j = at;
-  for (; j < text.length; j++) {
-    const ch = text[j];
-    if (ch === "\\") {
-      j += 1;
-      continue;
-    }
-    if (ch === "[") depth += 1;
-    else if (ch === "]") {
-      depth -= 1;
-      if (depth === 0) break;
-    } else if (ch === "\n" && text[j + 1] === "\n") return null;
-  }
-  if (j >= text.length || text[j + 1] !== "(") return null;
-  const close = text.indexOf(")", j + 2);
-  if (close === -1) return null;
-  const target = text.slice(j + 2, close).trim().split(/\s+/)[0] || "";
-  const href = safeUrl(target.replace(/^<|>$/g, ""));
-  if (!href) return null;
-  return { label: text.slice(at + 1, j), href, end: close + 1 };
+/**
+ * Spans of one block's text: [{type: "text", text} | {type: "code", text} |
+ * {type: "strong"|"em", children} | {type: "link", href, children} | {type: "break"}].
+ * Delimiters that never close stay literal text (so a half-streamed "**bo" reads as typed).
+ * An opener closes at the first place after it that can close it; code spans bind first
+ * (`a*b` is no emphasis), and a backslash makes the next punctuation literal.
+ */
+export function parseInline(text) {
+  return parseRange(inlineTables(text), 0, text.length, 0);
 }
 
 /** The text a reader sees, without markup (for tests and for the announcer). */

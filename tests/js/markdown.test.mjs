@@ -121,24 +121,40 @@ describe("inline", () => {
   });
 });
 
-describe("incremental blocks", () => {
-  /** Feed `text` in pieces, collecting committed blocks; return them + the final live blocks. */
-  function streamed(text, cuts, byPiece = false) {
-    const stream = createBlockStream();
-    const committed = [];
-    let live = [];
-    let at = 0;
-    for (const c of [...cuts, text.length]) {
-      const { commit, live: l, reset } = byPiece ? stream.append(text.slice(at, c)) : stream.update(text.slice(0, c));
-      assert.equal(reset, false);
-      committed.push(...commit);
+/** Feed `text` in pieces, collecting committed blocks; return them + the final live blocks. */
+function streamed(text, cuts, byPiece = false, options = undefined) {
+  const stream = createBlockStream(options);
+  const committed = [];
+  let live = [];
+  let parsedTo = 0; // the text length at the last re-parse
+  let deferred = "";
+  let at = 0;
+  for (const c of [...cuts, text.length]) {
+    const { commit, live: l, deferred: d, reset } = byPiece ? stream.append(text.slice(at, c)) : stream.update(text.slice(0, c));
+    assert.equal(reset, false);
+    committed.push(...commit);
+    if (l === null) {
+      deferred += d;
+    } else {
       live = l;
-      at = c;
+      parsedTo = c;
+      deferred = "";
+      // Between re-parses, what is shown is exactly the blocks of the text so far.
+      assert.deepEqual([...committed, ...live], parseBlocks(text.slice(0, c)), `at ${c}`);
     }
-    assert.equal(at, text.length);
-    return [...committed, ...live];
+    assert.equal(stream.pending, deferred.length);
+    at = c;
   }
+  assert.equal(at, text.length);
+  // The deferred pieces are the rest of the text, and a flush brings the blocks up to date.
+  assert.equal(text.slice(0, parsedTo) + deferred, text);
+  const last = stream.flush();
+  assert.equal(stream.pending, 0);
+  return [...committed, ...last.commit, ...last.live];
+}
 
+
+describe("incremental blocks", () => {
   test("one character at a time gives the same blocks as one parse", () => {
     const cuts = [...Array(SAMPLE.length).keys()].slice(1);
     assert.deepEqual(streamed(SAMPLE, cuts), parseBlocks(SAMPLE));
@@ -177,5 +193,191 @@ describe("incremental blocks", () => {
     const again = stream.update("other");
     assert.equal(again.reset, true);
     assert.deepEqual(strip(again.live), [{ type: "paragraph", text: "other" }]);
+  });
+});
+
+// ---- adversarial text: every step linear ----------------------------------------------
+
+/** `pattern` repeated to exactly `n` characters. */
+const repeat = (pattern, n) => pattern.repeat(Math.ceil(n / pattern.length)).slice(0, n);
+
+// Text that made the earlier parser search to the end once per opener (cubic when streamed).
+const ADVERSARIAL = {
+  emphasis: "*a ",
+  underscore: "_a ",
+  strong: "**a ",
+  closedEmphasis: "*a* ",
+  mixedDelimiters: "*a _b **c __d ",
+  backticks: "` `` ``` ",
+  tickRun: "`",
+  links: "[a](",
+  linkNoParen: "[a](http://x",
+  brackets: "[[",
+  closedBrackets: "[a] ",
+  escapes: "\\*a \\_",
+  nestedLists: "- a\n  - b\n  continued *c\n",
+  orderedLists: "1. a *b\n   2. c _d\n",
+  quotes: "> > a *b\n",
+  quoteLists: "> - a [b](\n",
+  headingTabs: "# a \t",
+  fenceInfo: "```a`",
+  paragraphLines: "a *b\nc _d\n",
+};
+
+/**
+ * Stream `text` in `size`-character pieces the way the page does: each re-parse's live blocks
+ * through parseInline and JSON.stringify (the view's change key), then a final flush.
+ * Returns the time taken, the characters re-parsed in all, and the blocks; stops early once
+ * `budgetMs` is spent (the earlier parser would take minutes).
+ */
+function streamCost(text, size = 8, budgetMs = 2000) {
+  const stream = createBlockStream();
+  const committed = [];
+  let live = [];
+  let work = 0;
+  let length = 0;
+  const take = ({ commit, live: l }) => {
+    for (const b of commit) if (b.text !== undefined) parseInline(b.text);
+    committed.push(...commit);
+    if (l === null) return;
+    live = l;
+    if (l.length) work += length - l[0].from;
+    for (const b of l) {
+      if (b.text !== undefined) parseInline(b.text);
+      for (const item of b.items || []) parseInline(item.text);
+    }
+    JSON.stringify(l);
+  };
+  const t0 = performance.now();
+  let done = true;
+  for (let at = 0; at < text.length; at += size) {
+    const piece = text.slice(at, at + size);
+    length += piece.length;
+    take(stream.append(piece));
+    if (performance.now() - t0 > budgetMs) {
+      done = false;
+      break;
+    }
+  }
+  if (done) take(stream.flush());
+  return { ms: performance.now() - t0, work, done, blocks: [...committed, ...live] };
+}
+
+describe("adversarial text", () => {
+  const N = 16000;
+
+  test("16k characters of each pattern, streamed in 8-character pieces: under 500 ms, linear work", () => {
+    const figures = [];
+    streamCost(repeat("*a ", N)); // the engine compiles the parser on a first pass
+    for (const [name, pattern] of Object.entries(ADVERSARIAL)) {
+      const text = repeat(pattern, N);
+      const { ms, work, done, blocks } = streamCost(text);
+      figures.push(`${name} ${ms.toFixed(0)} ms`);
+      assert.ok(done, `${name}: not finished within the budget`);
+      assert.ok(ms < 500, `${name}: ${ms.toFixed(0)} ms`);
+      // Linear: the live blocks re-parsed add up to a bounded multiple of the text (about 9 N
+      // for one long block, plus 1,024 per piece at first; with a re-parse per piece they
+      // added up to about N²/16: 16 million characters here).
+      assert.ok(work < 20 * N, `${name}: ${work} characters re-parsed for ${N}`);
+      assert.deepEqual(blocks, parseBlocks(text), name);
+    }
+    console.log(`  streamed 16k in 8-character pieces: ${figures.join(", ")}`);
+  });
+
+  test("one parse of 64k characters of each pattern stays proportional", () => {
+    for (const [name, pattern] of Object.entries(ADVERSARIAL)) {
+      const time = (n) => {
+        const text = repeat(pattern, n);
+        const t0 = performance.now();
+        for (const b of parseBlocks(text)) {
+          if (b.text !== undefined) parseInline(b.text);
+          for (const item of b.items || []) parseInline(item.text);
+        }
+        return performance.now() - t0;
+      };
+      time(16000);
+      const ms = time(64000);
+      assert.ok(ms < 250, `${name}: ${ms.toFixed(0)} ms for one parse of 64k`);
+    }
+  });
+
+  test("any chunking of adversarial and long text gives the same blocks (property)", () => {
+    let seed = 7;
+    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const texts = [
+      ...Object.values(ADVERSARIAL).map((p) => repeat(p, 600)),
+      SAMPLE.repeat(3),
+      repeat("para *a* b\n\n- x\n  - y\n```\ncode\n```\n", 900),
+    ];
+    for (const text of texts) {
+      for (let trial = 0; trial < 40; trial++) {
+        const cuts = [...new Set(Array.from({ length: 1 + Math.floor(rand() * 40) }, () => 1 + Math.floor(rand() * (text.length - 1))))].sort((a, b) => a - b);
+        // A small `eager` makes short texts take the deferred path too.
+        const options = trial % 3 === 0 ? undefined : { eager: 1 + Math.floor(rand() * 64), catchUp: 1 + Math.floor(rand() * 8) };
+        assert.deepEqual(streamed(text, cuts, trial % 2 === 1, options), parseBlocks(text), `cuts ${cuts} ${JSON.stringify(options)}`);
+      }
+    }
+  });
+
+  test("a long open block is re-parsed as it grows by a fraction, not per piece", () => {
+    const stream = createBlockStream();
+    const text = repeat("word ", 16000);
+    let parses = 0;
+    let shownUpTo = 0;
+    for (let at = 0; at < text.length; at += 8) {
+      const { live } = stream.append(text.slice(at, at + 8));
+      if (live !== null) {
+        parses += 1;
+        shownUpTo = at + 8;
+      }
+      // What is not parsed yet is at most 1/8 of the block (plus the piece that crossed it).
+      assert.ok(Math.min(at + 8, text.length) - shownUpTo <= (at + 8) / 8 + 8);
+    }
+    // 128 pieces up to the first 1,024 characters, then about ln(16)/ln(1 + 1/8) = 24 more.
+    assert.ok(parses < 128 + 30, `${parses} parses`);
+  });
+});
+
+describe("inline: the pairing rules", () => {
+  test("escaped delimiters neither open nor close; code spans bind before emphasis", () => {
+    assert.equal(plainText(parseInline("*a \\* b*")), "a * b");
+    assert.deepEqual(parseInline("*a \\*"), [{ type: "text", text: "*a *" }]);
+    assert.deepEqual(parseInline("*a `b*` c*")[0].type, "em");
+    assert.equal(plainText(parseInline("*a `b*` c*")), "a b* c");
+    assert.deepEqual(parseInline("``a ` b``"), [{ type: "code", text: "a ` b" }]);
+    assert.deepEqual(parseInline("`a ``b"), [{ type: "text", text: "`a ``b" }]);
+  });
+
+  test("links: nested brackets, <targets>, a title after the target, a bracket in code", () => {
+    const [link] = parseInline("[a [b] c](<https://x.y/z> \"t\")");
+    assert.equal(link.href, "https://x.y/z");
+    assert.equal(plainText(link.children), "a [b] c");
+    assert.equal(plainText(parseInline("[a `]` b](https://x.y)")), "a ] b");
+    assert.equal(parseInline("[a](https://x.y<b)")[0].type, "text");
+    assert.equal(parseInline("[a](https://)")[0].type, "text");
+    assert.equal(parseInline("[a\n\nb](https://x.y)")[0].type, "text");
+  });
+
+  test("nesting deeper than the cap stays literal text", () => {
+    const deep = "[".repeat(40) + "x" + "](https://x.y)".repeat(40);
+    let depth = 0;
+    let spans = parseInline(deep);
+    while (spans.some((s) => s.type === "link")) {
+      spans = spans.find((s) => s.type === "link").children;
+      depth += 1;
+    }
+    assert.ok(depth >= 8 && depth <= 16, `depth ${depth}`);
+    assert.ok(plainText(parseInline(deep)).includes("x"));
+  });
+
+  test("headings and fences: closing hashes, info strings, long lines", () => {
+    assert.deepEqual(strip(parseBlocks("## a ## ##\n# #\n#\t b \t##\t")), [
+      { type: "heading", level: 2, text: "a ##" },
+      { type: "heading", level: 1, text: "" },
+      { type: "heading", level: 1, text: "b" },
+    ]);
+    assert.deepEqual(types("####### seven"), ["paragraph"]);
+    assert.deepEqual(strip(parseBlocks("~~~ js extra\nx\n~~~")), [{ type: "code", lang: "js", text: "x", closed: true }]);
+    assert.deepEqual(types("```a`b\ntext"), ["paragraph"], "a backtick in a backtick fence's info string: no fence");
   });
 });
