@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import zlib
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable, cast
 
 import httpx
 import openai
@@ -236,7 +236,7 @@ def _body(response: httpx.Response) -> AsyncIterator[bytes]:
     """The response's raw byte stream (no generator layer per read), inflated with a bound
     if the server compressed it even though `identity` was asked for."""
     encoding = response.headers.get("content-encoding", "").strip().lower()
-    stream: AsyncIterator[bytes] = aiter(response.stream)  # type: ignore[arg-type]
+    stream: AsyncIterator[bytes] = aiter(cast(httpx.AsyncByteStream, response.stream))  # an async client's response
     if not encoding or encoding == "identity":
         return stream
     return _inflated(stream, encoding)

@@ -38,7 +38,7 @@ import asyncio
 import os
 import ssl
 import time
-from typing import AsyncIterator
+from typing import AsyncIterator, cast
 
 import h11
 import httpx
@@ -90,7 +90,7 @@ class _Connection(asyncio.Protocol):
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.http = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_INCOMPLETE_EVENT_BYTES)
-        self.transport: asyncio.Transport | None = None
+        self.transport: asyncio.Transport  # set by connection_made, before create_connection returns this
         self.received: list[bytes] = []
         self.size = 0
         self.closed = False
@@ -104,14 +104,14 @@ class _Connection(asyncio.Protocol):
     # asyncio.Protocol callbacks
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self.received.append(data)
         self.size += len(data)
         if self.size > HIGH_WATER_BYTES and not self._reading_paused:
             self._reading_paused = True
-            self.transport.pause_reading()  # type: ignore[union-attr]
+            self.transport.pause_reading()
         self._wake()
 
     def eof_received(self) -> bool:
@@ -157,20 +157,19 @@ class _Connection(asyncio.Protocol):
         self.size = 0
         if self._reading_paused:
             self._reading_paused = False
-            self.transport.resume_reading()  # type: ignore[union-attr]
+            self.transport.resume_reading()
         return data
 
     def usable(self, now: float) -> bool:
         """Fit for a new request: open, quiet (bytes arriving on an idle connection would be
         read as the next response), between request cycles, and not near its expiry."""
-        return (not self.closed and not self.received and not self.transport.is_closing()  # type: ignore[union-attr]
+        return (not self.closed and not self.received and not self.transport.is_closing()
                 and self.http.our_state is h11.IDLE and self.http.their_state is h11.IDLE
                 and now - self.idle_since < self.expiry)
 
     def abort(self) -> None:
         # abort, not close: the peer sees the connection end now, with no TLS goodbye to wait for.
-        if self.transport is not None:
-            self.transport.abort()
+        self.transport.abort()
 
 
 def _server_keepalive_seconds(headers: list[tuple[bytes, bytes]]) -> float | None:
@@ -280,7 +279,7 @@ class StreamingTransport(httpx.AsyncBaseTransport):
     async def _write(self, request: httpx.Request, conn: _Connection, data: bytes, timeout: float | None) -> None:
         if conn.closed:
             raise httpx.RemoteProtocolError("connection lost before sending", request=request)
-        conn.transport.write(data)  # type: ignore[union-attr]
+        conn.transport.write(data)
         writable = conn.writable()
         if writable is not None:
             try:
@@ -386,7 +385,7 @@ class _ResponseStream(httpx.AsyncByteStream):
         self._key = key
         self._conn: _Connection | None = conn
         self._request = request
-        self._timeout = read_timeout
+        self._timeout = read_timeout or 0.0  # 0: none (and no timer)
         self._complete = False
         self._reusable = False
         # The read timeout is an idle timeout, enforced by one timer that re-arms itself
@@ -405,9 +404,9 @@ class _ResponseStream(httpx.AsyncByteStream):
             return
         since = self._waiting_since
         if not since or conn.received:  # the consumer holds us back, or bytes wait to be taken
-            self._timer = self._loop.call_at(now + self._timeout, self._check_idle)  # type: ignore[operator]
-        elif now < since + self._timeout:  # type: ignore[operator]
-            self._timer = self._loop.call_at(since + self._timeout, self._check_idle)  # type: ignore[operator]
+            self._timer = self._loop.call_at(now + self._timeout, self._check_idle)
+        elif now < since + self._timeout:
+            self._timer = self._loop.call_at(since + self._timeout, self._check_idle)
         else:
             self._timed_out = True
             conn.abort()  # wakes the waiting reader with the connection lost
