@@ -34,7 +34,7 @@ from agent.events import Chat, encode, encode_generic  # noqa: E402
 from agent.model import Finish  # noqa: E402
 from agent.request import AgentRequest  # noqa: E402
 from agent.run import Run  # noqa: E402
-from upstream.decode import ChatStreamDecoder, _append, _loads  # noqa: E402
+from upstream.decode import ChatStreamDecoder, _loads  # noqa: E402
 from upstream.sse import EventDataDecoder, EventDecoder, LineDecoder  # noqa: E402
 from upstream.transport import MAX_INCOMPLETE_EVENT_BYTES, BodyDecoder  # noqa: E402
 
@@ -133,7 +133,6 @@ def main(argv: list[str] | None = None) -> int:
           % (sum(r[3] for r in rows) / n * 1e6, n, sys.version.split()[0]))
 
     datas = [d for b in bodies for d in EventDataDecoder().feed(b)]  # each event's data: the chunk's JSON
-    contents = [json.loads(d)["choices"][0]["delta"]["content"] for d in datas]
 
     def sse_fast() -> None:
         feed = EventDataDecoder().feed
@@ -154,17 +153,6 @@ def main(argv: list[str] | None = None) -> int:
         for d in datas:
             json.loads(d)
 
-    def delta_fast() -> None:
-        out: list[str] = []
-        for content, d in zip(contents, datas):
-            if len(content) <= 16384 and (content.isascii() or "\\u" not in d):
-                out.append(content)
-
-    def delta_checked() -> None:
-        out: list[str] = []
-        for content in contents:
-            _append(out, content, str)
-
     def chat_generic() -> None:
         for e in events:
             encode_generic(e)
@@ -172,7 +160,6 @@ def main(argv: list[str] | None = None) -> int:
     pairs = [
         ("upstream/sse.py · EventDataDecoder: a read that is one data event", sse_fast, "the two stages (LineDecoder, EventDecoder)", sse_stages),
         ("upstream/decode.py · _loads (raw_decode)", json_fast, "json.loads", json_plain),
-        ("upstream/decode.py · a delta from UTF-8 text, no \\u escape", delta_fast, "_append's well-formedness check", delta_checked),
         ("agent/events.py · the chat frame template", frames, "encode_generic", chat_generic),
     ]
     print("\n| fast path | µs per token | general path | µs per token | saved |\n|---|---|---|---|---|")
