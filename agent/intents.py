@@ -10,7 +10,10 @@ fails a test.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+
+from agent.patch import EXAMPLE_PATCH_OPS
 
 _BASE = (
     "You are a scenario assistant. A scenario is a JSON object describing a situation to play, "
@@ -32,10 +35,11 @@ _PATCH_BLOCK = (
     "Patch (RFC 6902) in a fenced block that starts with ```patch on its own line and ends with ``` "
     "on its own line: a JSON array of operations (add, remove, replace, move, copy, test) whose "
     "paths are JSON Pointers into the scenario, such as /title, /roles/- (append) or /steps/3/title "
-    "(indices start at 0; the scenario below is annotated with them). Example:\n"
+    "(indices start at 0; the scenario below is annotated with them). An example, for a made-up "
+    "scenario titled \"" + EXAMPLE_PATCH_OPS[0]["value"] + "\" (not the user's: never send it as your "
+    "answer), that checks the title, renames it and adds a role:\n"
     "```patch\n"
-    '[{"op": "replace", "path": "/title", "value": "Night Shift"},\n'
-    ' {"op": "add", "path": "/roles/-", "value": {"name": "Journalist", "description": "Asks hard questions."}}]\n'
+    "[" + ",\n ".join(json.dumps(op, ensure_ascii=False) for op in EXAMPLE_PATCH_OPS) + "]\n"
     "```\n"
     "Change only what the user asked for. Only if most of the document changes, send the complete "
     "scenario in a ```scenario block instead."

@@ -8,10 +8,18 @@ A modify answer's ```patch block holds a JSON array of operations:
 
 - `OperationReader.feed(text)` returns each operation the moment its closing brace
   arrives, whatever the chunking (tests/test_patch.py checks that with hypothesis).
-- `apply_operation(doc, op, index)` applies one operation to a working copy;
+- `apply_operation(doc, op, index, bounds)` applies one operation to a working copy;
   `apply_patch(doc, ops)` applies a list atomically to a copy (the caller's document
   is never changed).
+- `Bounds` keeps the working copy within MAX_SCENARIO_BYTES and MAX_DEPTH while the
+  operations apply: each operation's growth is measured before it changes anything (a
+  copy's value, an add's value) and the operation that would pass a bound is refused,
+  so a patch of a few hundred bytes whose copies double the document stops at 64 KiB
+  instead of growing without end.
 - `describe_operation(op, doc_before)` gives its words for the change list.
+- `EXAMPLE_PATCH_OPS`: the operations the modify prompt shows as its example. They
+  cannot apply to a user's scenario (the first is a test no real scenario passes), and
+  `PatchPreview` refuses an answer that starts with them, saying it is the example.
 
 Errors are InvalidScenario subclasses (so one `except InvalidScenario` covers a bad
 block, a bad patch and a bad result): `PatchSyntaxError` (with line and column) when
@@ -21,6 +29,7 @@ op and path) when an operation cannot apply.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -28,6 +37,7 @@ from agent.scenario import (
     MAX_DEPTH,
     MAX_SCENARIO_BYTES,
     InvalidScenario,
+    depth,
     describe,
     json_type,
     parse_json,
@@ -36,6 +46,16 @@ from agent.scenario import (
 )
 
 OPS = ("add", "remove", "replace", "move", "copy", "test")
+
+# The modify prompt's example (agent/intents.py renders it). Its first operation tests the
+# title against a value no real scenario has, so the example copied as an answer cannot
+# apply to the user's document; PatchPreview refuses it with EXAMPLE_REASON.
+EXAMPLE_PATCH_OPS: tuple[dict[str, Any], ...] = (
+    {"op": "test", "path": "/title", "value": "Example only: not a real scenario"},
+    {"op": "replace", "path": "/title", "value": "Night Shift"},
+    {"op": "add", "path": "/roles/-", "value": {"name": "Journalist", "description": "Asks hard questions."}},
+)
+EXAMPLE_REASON = "the patch is the prompt's example, not the requested change"
 _INDEX = re.compile(r"0|[1-9][0-9]{0,8}")  # at most 9 digits: int() of the token stays cheap
 
 
@@ -99,6 +119,11 @@ class OperationReader:
         self._fed = 0
         self._line = 1
         self._column0 = 0  # characters already on the current line before this chunk
+        # Within the chunk being read: how far positions have been counted (`_where`), the
+        # line there, and the chunk's last newline before it (-1: none yet).
+        self._seen = 0
+        self._seen_line = 1
+        self._seen_newline = -1
         self._failed: PatchSyntaxError | None = None
 
     @property
@@ -124,6 +149,7 @@ class OperationReader:
             raise PatchSyntaxError(failed.reason, failed.line, failed.column)
 
     def _feed(self, text: str, out: list[dict[str, Any]]) -> None:
+        self._seen, self._seen_line, self._seen_newline = 0, self._line, -1
         self._fed += len(text)
         if self._fed > self.max_bytes:
             self._fail(f"it is larger than {self.max_bytes // 1024} KiB", text, len(text) - 1)
@@ -257,10 +283,19 @@ class OperationReader:
     # -- positions ---------------------------------------------------------------------
 
     def _where(self, text: str, index: int) -> tuple[int, int]:
-        newline = text.rfind("\n", 0, index)
-        line = self._line + text.count("\n", 0, index)
+        # Counted on from the last position asked for in this chunk (positions only move
+        # forward within a chunk), so a chunk of many small elements is read once, not once
+        # per element.
+        if index < self._seen:
+            self._seen, self._seen_line, self._seen_newline = 0, self._line, -1
+        newlines = text.count("\n", self._seen, index)
+        if newlines:
+            self._seen_line += newlines
+            self._seen_newline = text.rfind("\n", self._seen, index)
+        self._seen = index
+        newline = self._seen_newline
         column = index - newline if newline >= 0 else self._column0 + index + 1
-        return line, column
+        return self._seen_line, column
 
     def _advance(self, text: str) -> None:
         newline = text.rfind("\n")
@@ -358,8 +393,8 @@ class _Target:
 
     def value_at(self, doc: Any, tokens: list[str]) -> Any:
         node = doc
-        for depth, token in enumerate(tokens):
-            node = self.child(node, token, tokens[:depth])
+        for level, token in enumerate(tokens):
+            node = self.child(node, token, tokens[:level])
         return node
 
     def parent(self, doc: Any, tokens: list[str]) -> Any:
@@ -369,20 +404,102 @@ class _Target:
         return parent
 
 
-def _add(target: _Target, doc: Any, tokens: list[str], value: Any) -> Any:
+def json_size(value: Any) -> int:
+    """The bytes of a JSON value as agent.scenario measures a scenario: json.dumps with its
+    default separators, UTF-8."""
+    return len(json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+
+
+def _member_size(key: str) -> int:
+    return json_size(key) + 2  # '"key": '
+
+
+class Bounds:
+    """What a working copy may become while a patch applies, kept as each operation applies.
+
+    `size` is the document's exact serialized size (`json_size`): every operation adds what
+    it inserts (its value's size, a member's key, a ", ") and takes off what it removes or
+    replaces, measured before anything changes. An operation that would take the size past
+    `max_bytes`, or nest a value deeper than `max_depth`, is refused, so the working copy
+    never exceeds the bounds the finished scenario must meet; memory stays within them.
+
+    `copied` adds up the values copied, and the values moved deeper: each costs time in
+    proportion to its size (measured and cloned), and a copy followed by a remove leaves
+    the size as it was, so `max_copied` (8 times max_bytes) bounds the work a patch can
+    ask for, whatever its length.
+    """
+
+    def __init__(self, doc: Any, max_bytes: int = MAX_SCENARIO_BYTES, max_depth: int = MAX_DEPTH) -> None:
+        self.size = json_size(doc)
+        self.max_bytes = max_bytes
+        self.max_depth = max_depth
+        self.max_copied = 8 * max_bytes
+        self.copied = 0
+
+    def grow(self, target: _Target, delta: int, deepest: int) -> None:
+        """Account for an operation that adds `delta` bytes and puts a value's deepest
+        level at `deepest`; PatchError (and nothing counted) past a bound."""
+        if deepest > self.max_depth:
+            raise target.error(f"it would nest the scenario deeper than {self.max_depth} levels")
+        if self.size + delta > self.max_bytes:
+            raise target.error(f"it would make the scenario larger than {self.max_bytes // 1024} KiB")
+        self.size += delta
+
+    def copy(self, target: _Target, value: Any) -> int:
+        """Count a value about to be copied or moved deeper; its size, or PatchError past
+        `max_copied`."""
+        size = json_size(value)
+        if self.copied + size > self.max_copied:
+            raise target.error(f"the patch copies or moves more than {self.max_copied // 1024} KiB in total")
+        self.copied += size
+        return size
+
+
+class _Value:
+    """A value about to be inserted, with its size (what it adds; 0 for a moved value,
+    whose bytes are in the document already) and depth, measured once."""
+
+    __slots__ = ("value", "size", "depth")
+
+    def __init__(self, value: Any, size: int, depth_: int) -> None:
+        self.value, self.size, self.depth = value, size, depth_
+
+
+def _measured(value: Any, bounds: Bounds | None) -> _Value:
+    if bounds is None:
+        return _Value(value, 0, 0)
+    return _Value(value, json_size(value), depth(value))
+
+
+def _add(target: _Target, doc: Any, tokens: list[str], new: _Value, bounds: Bounds | None, *, fresh: bool = True) -> Any:
+    """Insert `new.value` at tokens (RFC 6902 add), within `bounds`. `fresh`: insert a
+    copy (the value belongs to the operation or lives elsewhere in the document)."""
+    value = new.value
     if not tokens:
-        return value
+        if bounds is not None:
+            bounds.grow(target, (new.size if fresh else json_size(value)) - bounds.size, new.depth)
+        return clone(value) if fresh else value
     parent = target.parent(doc, tokens)
     last = tokens[-1]
     if isinstance(parent, dict):
-        parent[last] = value
+        if bounds is not None:
+            if last in parent:
+                delta = new.size - json_size(parent[last])
+            else:
+                delta = _member_size(last) + new.size + (2 if parent else 0)
+            bounds.grow(target, delta, len(tokens) + new.depth)
+        parent[last] = clone(value) if fresh else value
     else:
-        parent.insert(target.list_index(parent, last, tokens[:-1], insert=True), value)
+        position = target.list_index(parent, last, tokens[:-1], insert=True)
+        if bounds is not None:
+            bounds.grow(target, new.size + (2 if parent else 0), len(tokens) + new.depth)
+        parent.insert(position, clone(value) if fresh else value)
     return doc
 
 
-def _remove(target: _Target, doc: Any, tokens: list[str]) -> Any:
-    """Removes and returns the value at tokens."""
+def _remove(target: _Target, doc: Any, tokens: list[str], bounds: Bounds | None, *, moving: bool = False) -> Any:
+    """Removes and returns the value at tokens. `moving`: the value's own bytes stay
+    counted (it is about to be inserted again), only its member's key and separator go."""
     if not tokens:
         raise target.error("the whole document cannot be removed")
     parent = target.parent(doc, tokens)
@@ -390,8 +507,15 @@ def _remove(target: _Target, doc: Any, tokens: list[str]) -> Any:
     if isinstance(parent, dict):
         if last not in parent:
             raise target.error(f'{_show(tokens[:-1])} has no member "{last[:40]}"')
-        return parent.pop(last)
-    return parent.pop(target.list_index(parent, last, tokens[:-1]))
+        value = parent.pop(last)
+        freed = _member_size(last) if bounds is not None else 0
+    else:
+        value = parent.pop(target.list_index(parent, last, tokens[:-1]))
+        freed = 0
+    if bounds is not None:
+        freed += (0 if moving else json_size(value)) + (2 if parent else 0)
+        bounds.size -= freed
+    return value
 
 
 def check_operation(op: Any, index: int) -> str:
@@ -412,35 +536,40 @@ def check_operation(op: Any, index: int) -> str:
     return name
 
 
-def apply_operation(doc: Any, op: Any, index: int) -> Any:
+def apply_operation(doc: Any, op: Any, index: int, bounds: Bounds | None = None) -> Any:
     """Apply one operation to `doc` IN PLACE and return the document (a new object only
     when the operation replaces the whole document, path "").
 
-    Raises PatchError naming the operation (`index` is 0-based; the message counts
-    from 1), its path and the reason. After an error `doc` may be partly changed
-    (a move that removed its value but could not place it): apply to a working copy
-    and drop it on error, as `apply_patch` does.
+    With `bounds` (made for this document), the operation is refused before it changes
+    anything when it would take the document past them, and `bounds.size` follows the
+    document. Raises PatchError naming the operation (`index` is 0-based; the message counts
+    from 1), its path and the reason. After an error `doc` may be partly changed (a move
+    that removed its value but could not place it): apply to a working copy and drop it on
+    error, as `apply_patch` does.
     """
     name = check_operation(op, index)
     target = _Target(index, name, op["path"])
     tokens = target.tokens(op["path"])
     if name == "add":
-        return _add(target, doc, tokens, clone(op["value"]))
+        return _add(target, doc, tokens, _measured(op["value"], bounds), bounds)
     if name == "remove":
-        _remove(target, doc, tokens)
+        _remove(target, doc, tokens, bounds)
         return doc
     if name == "replace":
-        if not tokens:
-            return clone(op["value"])
-        parent = target.parent(doc, tokens)
-        last = tokens[-1]
-        if isinstance(parent, dict):
-            if last not in parent:
+        if tokens:
+            # The member must exist (add would create it): found before anything is measured.
+            parent = target.parent(doc, tokens)
+            last = tokens[-1]
+            if isinstance(parent, dict) and last not in parent:
                 raise target.error(f'{_show(tokens[:-1])} has no member "{last[:40]}" to replace (use add)')
-            parent[last] = clone(op["value"])
-        else:
-            parent[target.list_index(parent, last, tokens[:-1])] = clone(op["value"])
-        return doc
+            if isinstance(parent, list):
+                position = target.list_index(parent, last, tokens[:-1])
+                new = _measured(op["value"], bounds)
+                if bounds is not None:
+                    bounds.grow(target, new.size - json_size(parent[position]), len(tokens) + new.depth)
+                parent[position] = clone(new.value)
+                return doc
+        return _add(target, doc, tokens, _measured(op["value"], bounds), bounds)
     if name == "test":
         actual = target.value_at(doc, tokens)
         if not json_equal(actual, op["value"]):
@@ -448,25 +577,35 @@ def apply_operation(doc: Any, op: Any, index: int) -> Any:
         return doc
     source = target.tokens(op["from"], "from")
     if name == "copy":
-        return _add(target, doc, tokens, clone(target.value_at(doc, source)))
+        value = target.value_at(doc, source)
+        if bounds is None:
+            return _add(target, doc, tokens, _Value(value, 0, 0), None)
+        size = bounds.copy(target, value)
+        return _add(target, doc, tokens, _Value(value, size, depth(value)), bounds)
     # move
     if tokens[: len(source)] == source and len(tokens) > len(source):
         raise target.error(f"{_show(source)} cannot be moved into its own child {_show(tokens)}")
-    target.value_at(doc, source)  # the source must exist before anything changes
+    value = target.value_at(doc, source)  # the source must exist before anything changes
     if tokens == source:
         return doc
-    value = _remove(target, doc, source)
-    return _add(target, doc, tokens, value)
+    # Moved no deeper than it was, a value cannot nest the document deeper than it is.
+    moved = _Value(value, 0, 0)
+    if bounds is not None and len(tokens) > len(source):
+        bounds.copy(target, value)
+        moved.depth = depth(value)
+    _remove(target, doc, source, bounds, moving=True)
+    return _add(target, doc, tokens, moved, bounds, fresh=False)
 
 
-def apply_patch(doc: Any, ops: list[Any]) -> Any:
-    """All operations applied to a copy of `doc`, or PatchError for the first that
-    fails; `doc` itself is never changed."""
+def apply_patch(doc: Any, ops: list[Any], max_bytes: int = MAX_SCENARIO_BYTES, max_depth: int = MAX_DEPTH) -> Any:
+    """All operations applied to a copy of `doc`, within `Bounds(doc, max_bytes, max_depth)`,
+    or PatchError for the first that fails; `doc` itself is never changed."""
     if not isinstance(ops, list):
         raise PatchError(0, None, f"a patch must be a JSON array of operations, not a JSON {json_type(ops)}")
     result = clone(doc)
+    bounds = Bounds(result, max_bytes, max_depth)
     for index, op in enumerate(ops):
-        result = apply_operation(result, op, index)
+        result = apply_operation(result, op, index, bounds)
     return result
 
 
@@ -501,11 +640,18 @@ class PatchPreview:
     `feed` and `finish` raise InvalidScenario (PatchSyntaxError, PatchError, or the
     validator's reason); after that the preview is spent and the working copy must be
     dropped. The user's scenario is never changed.
+
+    `max_bytes` bounds the block's text, the working copy at every operation (`Bounds`:
+    the operation that would pass it is refused, naming it), and the finished scenario.
+    An answer whose first operation is the prompt's example (EXAMPLE_PATCH_OPS) is refused
+    with EXAMPLE_REASON before anything applies.
     """
 
     def __init__(self, original: dict[str, Any], max_bytes: int = MAX_SCENARIO_BYTES) -> None:
         self.original = original
+        self.max_bytes = max_bytes
         self.working: Any = clone(original)
+        self.bounds = Bounds(self.working, max_bytes)
         self.reader = OperationReader(max_bytes)
         self.changes: list[dict[str, str]] = []
         self.count = 0
@@ -525,8 +671,12 @@ class PatchPreview:
     def _apply(self, op: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         index = self.count
         check_operation(op, index)
+        if index == 0 and json_equal(op, EXAMPLE_PATCH_OPS[0]):
+            # The example's own test, which no user's scenario passes: the answer copied the
+            # prompt. Said so, rather than as a failed test, so the repair request says so too.
+            raise InvalidScenario(EXAMPLE_REASON)
         words = describe_operation(op, self.working)
-        self.working = apply_operation(self.working, op, index)
+        self.working = apply_operation(self.working, op, index, self.bounds)
         self.count += 1
         if op["op"] != "test":  # a test changes nothing: not a change to list
             self.changes.append({"op": op["op"], "path": op["path"], "text": words})
@@ -537,4 +687,4 @@ class PatchPreview:
         modification of the original (agent.scenario.validate_modified). An empty
         array is valid: the original comes back with no changes."""
         self.reader.close()
-        return validate_modified(self.original, self.working, removals), self.changes
+        return validate_modified(self.original, self.working, removals, self.max_bytes), self.changes

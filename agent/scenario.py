@@ -24,6 +24,7 @@ Contracts:
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import re
@@ -388,7 +389,9 @@ _REMOVE_VERB = re.compile(
 _CLAUSE_END = re.compile(r"[.;!?\n]|\b(?:but|keep|except|then|instead|rename|add|change|make|set|replace)\b", re.I)
 # "remove the title from step 3": what follows the preposition says the target is nested.
 _PREPOSITION = re.compile(r"\b(?:from|of|in|inside|within|under|on|for)\b", re.I)
-_WHOLE_DOCUMENT = re.compile(r"^\s*(?:the\s+|this\s+|my\s+|our\s+)?(?:scenario|it|document|exercise|drill|json|whole\s+thing)\b", re.I)
+# Used with match(text, pos, endpos), which anchors at pos (so no "^").
+_WHOLE_DOCUMENT = re.compile(r"\s*(?:the\s+|this\s+|my\s+|our\s+)?(?:scenario|it|document|exercise|drill|json|whole\s+thing)\b", re.I)
+_NESTED_TARGET = re.compile(r"\b(?:step|role|objective|item|entry)s?\b", re.I)
 _SYNONYMS = {
     "objectives": ("objectives", "goals", "objective list", "list of objectives"),
     "roles": ("roles", "role list", "list of roles", "characters"),
@@ -398,20 +401,89 @@ _SYNONYMS = {
     "setting": ("setting",),
     "title": ("title", "name of the scenario"),
 }
+# A name is matched word by word: a word is a run of letters and digits, any other mark
+# (not a space, "_" or "-") is a word of its own, and spaces, "_" and "-" between words
+# are interchangeable ("first aid" names first_aid and first-aid).
+_WORD = re.compile(r"[^\W_]+|[^\w\s-]")
+# Around a name: not a letter, digit, "_" or "-" ("pre-briefing" does not name "briefing").
+_JOINED = re.compile(r"[\w-]")
+# A key spelled in more words than this is not looked for: it bounds the work per word of
+# the message (no real request names a 16-word key).
+_MAX_NAME_WORDS = 16
 
 
-def _key_pattern(key: str) -> re.Pattern[str]:
-    words = set(_SYNONYMS.get(key, ()))
-    words.add(key)
-    spelled = re.sub(r"[_\-]+", " ", key).strip()
-    if spelled:
-        words.add(spelled)
-    parts = []
-    for word in sorted(words, key=len, reverse=True):
-        tokens = [re.escape(t) for t in word.split()]
-        if tokens:
-            parts.append(r"[\s_\-]+".join(tokens))
-    return re.compile(r"(?<![\w-])(?:" + "|".join(parts) + r")(?![\w-])", re.I)
+class _Names:
+    """The names of a scenario's top-level keys, as a trie of words. A word after the first
+    is keyed with a leading space when something separates it from the word before ("aid"
+    in "first aid"), without one when it follows at once ("b" in "a.b"). Finding every name
+    in a message costs at most _MAX_NAME_WORDS lookups per message word, whatever the keys."""
+
+    __slots__ = ("next", "keys")
+
+    def __init__(self) -> None:
+        self.next: dict[str, _Names] = {}
+        self.keys: set[str] | None = None
+
+    def add(self, name: str, key: str) -> None:
+        words = list(_WORD.finditer(name))
+        if not words or len(words) > _MAX_NAME_WORDS:
+            return
+        node, end = self, None
+        for word in words:
+            text = word.group().lower()
+            step = text if end is None or word.start() == end else " " + text
+            node = node.next.setdefault(step, _Names())
+            end = word.end()
+        if node.keys is None:
+            node.keys = set()
+        node.keys.add(key)
+
+
+def _names_of(scenario: dict[str, Any]) -> _Names:
+    names = _Names()
+    for key in scenario:
+        if not isinstance(key, str) or not key.strip():
+            continue
+        spelled = re.sub(r"[_\-]+", " ", key).strip()
+        for name in {key, spelled, *_SYNONYMS.get(key, ())}:
+            names.add(name, key)
+    return names
+
+
+def _clauses(message: str) -> tuple[list[int], list[int]]:
+    """The removal clauses: their starts (each verb's end) and ends, in order. A clause runs
+    to the first sentence mark or word that starts another instruction, and stops at a
+    preposition; one whose preposition leads to a nested target ("remove the title from step
+    3") is left out. Each end is found from positions of one pass of each pattern, never by
+    scanning the rest of the message again per verb; both lists only grow, since each end is
+    "the first X at or after the clause's start"."""
+    verbs = [match.end() for match in _REMOVE_VERB.finditer(message)]
+    if not verbs:
+        return [], []
+    ends = [match.start() for match in _CLAUSE_END.finditer(message)]
+    preps = [(match.start(), match.end()) for match in _PREPOSITION.finditer(message)]
+    prep_starts = [start for start, _ in preps]
+    nested: dict[int, bool] = {}  # by preposition: it leads to a nested target
+    starts: list[int] = []
+    clause_ends: list[int] = []
+    for start in verbs:
+        at = bisect.bisect_left(ends, start)
+        end = ends[at] if at < len(ends) else len(message)
+        at = bisect.bisect_left(prep_starts, start)
+        if at < len(preps) and preps[at][0] < end:
+            prep_start, prep_end = preps[at]
+            if prep_start not in nested:
+                # "remove the roles from the scenario" removes the roles; "remove the title
+                # from step 3" names a nested field: not a key.
+                nested[prep_start] = not _WHOLE_DOCUMENT.match(message, prep_end, end) and bool(
+                    _NESTED_TARGET.search(message[prep_end: prep_end + 40])
+                )
+            if nested[prep_start]:
+                continue
+            end = prep_start
+        starts.append(start)
+        clause_ends.append(end)
+    return starts, clause_ends
 
 
 def requested_removals(message: str, scenario: dict[str, Any] | None) -> set[str]:
@@ -421,29 +493,60 @@ def requested_removals(message: str, scenario: dict[str, Any] | None) -> set[str
     "rewrite it without the roles". A mention after a preposition that names something
     inside the scenario ("remove the title from step 3") is not a removal of the key,
     nor is a singular item ("remove step 4" removes an item, not `steps`).
+
+    A key counts when one of its names lies wholly inside a removal clause (see `_clauses`),
+    with no letter, digit, "_" or "-" joined to it (the clause's own edges count as free).
+    Linear in the message plus the keys: one pass of each pattern over the message, and
+    one walk of the keys' names (a trie) from each word that starts inside a clause.
     """
     if not isinstance(message, str) or not isinstance(scenario, dict) or not scenario:
         return set()
-    message = message[:4000]
-    patterns = {key: _key_pattern(key) for key in scenario if isinstance(key, str) and key.strip()}
-    found: set[str] = set()
-    for verb in _REMOVE_VERB.finditer(message):
-        rest = message[verb.end():]
-        end = _CLAUSE_END.search(rest)
-        clause = rest[: end.start()] if end else rest
-        prep = _PREPOSITION.search(clause)
-        if prep and not _WHOLE_DOCUMENT.match(clause[prep.end():]):
-            clause = clause[: prep.start()]
-            # "remove the roles from the scenario" is caught above; "remove the title
-            # from step 3" leaves "the title", which names a nested field: not a key.
-            if re.search(r"\b(?:step|role|objective|item|entry)s?\b", rest[prep.end(): prep.end() + 40], re.I):
-                continue
-        elif prep:
-            clause = clause[: prep.start()]
-        for key, pattern in patterns.items():
-            if pattern.search(clause):
-                found.add(key)
-    return found
+    starts, clause_ends = _clauses(message)
+    if not starts:
+        return set()
+    clause_at = {start: end for start, end in zip(starts, clause_ends)}
+    names = _names_of(scenario)
+    words = [(m.start(), m.end(), m.group().lower()) for m in _WORD.finditer(message)]
+    size = len(message)
+    found: dict[int, set[str]] = {}
+    last = -1  # the last clause starting at or before the current word
+    for first, (start, end, text) in enumerate(words):
+        while last + 1 < len(starts) and starts[last + 1] <= start:
+            last += 1
+        if last < 0 or start >= clause_ends[last]:
+            continue  # no clause holds this word (clause ends only grow)
+        node = names.next.get(text)
+        index = first
+        free_before: bool | None = None
+        while node is not None:
+            if node.keys is not None and id(node) not in found:
+                if free_before is None:
+                    free_before = start == 0 or not _JOINED.match(message, start - 1)
+                free_after = end == size or not _JOINED.match(message, end)
+                if _inside(start, end, free_before, free_after, starts, clause_ends, last, clause_at):
+                    found[id(node)] = node.keys
+            index += 1
+            if index == len(words) or index - first >= _MAX_NAME_WORDS:
+                break
+            next_start, next_end, next_text = words[index]
+            node = node.next.get(next_text if next_start == end else " " + next_text)
+            end = next_end
+    return set().union(*found.values()) if found else set()
+
+
+def _inside(start: int, end: int, free_before: bool, free_after: bool,
+            starts: list[int], clause_ends: list[int], last: int, clause_at: dict[int, int]) -> bool:
+    """Whether a name at [start, end) lies inside a clause, `last` being the last clause that
+    starts at or before it. A clause is read as a text of its own: its first and last
+    characters have nothing before or after them, so a name joined to the verb before it
+    counts only at the clause's very start, one joined to what follows only at its very end."""
+    if not free_before:
+        clause_end = clause_at.get(start)
+        return clause_end is not None and end <= clause_end and (free_after or end == clause_end)
+    if free_after:
+        return end <= clause_ends[last]  # the latest clause ends furthest
+    at = bisect.bisect_left(clause_ends, end, 0, last + 1)
+    return at <= last and clause_ends[at] == end
 
 
 # ---------------------------------------------------------------------------

@@ -28,13 +28,20 @@ a suffix that could still grow into one is held back until the next delta decide
 never depends on how the text was chunked (tests/test_splitter.py checks that with
 hypothesis).
 
-Bound: a block keeps at most MAX_BLOCK_BYTES (64 KiB, UTF-8) of text. The piece
+Bounds: a block keeps at most MAX_BLOCK_BYTES (64 KiB, UTF-8) of text. The piece
 that passes the bound sets `Block.overflow`; from then on the block's text is
 neither kept nor emitted (the answer is refused anyway, so a runaway block costs
 neither memory nor frames). Fence tracking goes on, so prose after it still flows.
+At most MAX_BLOCKS blocks are recorded in `Splitter.blocks`; later ones are split out
+the same way (their text still comes as SCENARIO pieces) but not kept, so a delta of
+"```\n```\n" repeated does not pile up blocks. Work is linear in the text, however
+it is chunked and however many fences it holds: a backtick run streamed a tick at a
+time is counted, never re-read.
 
 Pieces are `Piece`s: 2-tuples (kind, text), kind CHAT or SCENARIO, that also carry
-`.block` (the Block a SCENARIO piece belongs to; None for CHAT).
+`.block` (the Block a SCENARIO piece belongs to; None for CHAT). One `feed` returns
+at most one piece per stretch of prose or block text: adjacent pieces of one kind and
+block are joined.
 """
 
 from __future__ import annotations
@@ -46,10 +53,12 @@ OPENERS = ("```scenario", "```json", "```patch", "```")  # documentation: any ``
 FENCE = "```"
 MAX_INFO = 128
 MAX_BLOCK_BYTES = 64 * 1024
+MAX_BLOCKS = 32
 
 _PROSE, _RUN, _INFO, _CODELINE, _BLOCK = "prose", "run", "info", "codeline", "block"
 # Inside a block: characters that change the string/line state or may start a fence.
 _BLOCK_SPECIAL = re.compile(r'["\\`\n]')
+_TICKS = re.compile("`*")
 
 
 class Block:
@@ -104,22 +113,49 @@ class Piece(tuple):
         return piece
 
 
-def _run_length(text: str, start: int) -> int:
-    end = start
-    while end < len(text) and text[end] == "`":
-        end += 1
-    return end - start
+def _run_end(text: str, start: int) -> int:
+    """Where the run of backticks at `start` ends (`start` itself when there is none)."""
+    match = _TICKS.match(text, start)  # "`*" always matches
+    return match.end() if match else start
 
 
-def _trailing_ticks(text: str) -> int:
-    return len(text) - len(text.rstrip("`"))
+class _Out:
+    """The pieces of one `feed` or `flush`, adjacent texts of the same kind and block joined
+    as they come (a delta full of fences would otherwise give one piece, and one frame, per
+    fence)."""
+
+    __slots__ = ("pieces", "kind", "block", "texts")
+
+    def __init__(self) -> None:
+        self.pieces: list[Piece] = []
+        self.kind = ""
+        self.block: Block | None = None
+        self.texts: list[str] = []
+
+    def add(self, kind: str, text: str, block: Block | None = None) -> None:
+        if kind != self.kind or block is not self.block:
+            self.done()
+            self.kind, self.block = kind, block
+        self.texts.append(text)
+
+    def done(self) -> list[Piece]:
+        if self.texts:
+            self.pieces.append(Piece(self.kind, "".join(self.texts), self.block))
+            self.texts = []
+        return self.pieces
 
 
 class Splitter:
     def __init__(self) -> None:
         self._state = _PROSE
-        self._pending = ""  # held text: a possible fence, or an opening fence's info line
-        self._fence = ""  # the opening run while its info line is read
+        # Held text, re-read at the front of the next delta: at most two backticks in prose,
+        # or an opening fence's info line (at most MAX_INFO characters).
+        self._pending = ""
+        # A backtick run that reached the end of the text so far, held as a count (in the
+        # opening run, or inside a block), and the opening run's length while its info line
+        # is read. Counts, not text: a run streamed a tick at a time is never re-read.
+        self._ticks = 0
+        self._fence = 0
         self.blocks: list[Block] = []
         self.current: Block | None = None
         # Inside a block: in a JSON string, after a backslash in one, at a line's start.
@@ -145,124 +181,156 @@ class Splitter:
     # -- feeding -------------------------------------------------------------------
 
     def feed(self, delta: str) -> list[Piece]:
-        """Route one delta; returns pieces, in order, possibly none."""
-        out: list[Piece] = []
-        text = self._pending + delta
+        """Route one delta; returns pieces, in order, possibly none.
+
+        Each state reads from a position and returns the next one: the text is never
+        sliced into a new remainder per step, so a delta costs time linear in its length
+        however many fences it holds."""
+        out = _Out()
+        text = self._pending + delta if self._pending else delta
         self._pending = ""
-        while text:
+        position, end = 0, len(text)
+        while position < end:
             state = self._state
             if state == _PROSE:
-                text = self._prose(text, out)
+                position = self._prose(text, position, out)
             elif state == _BLOCK:
-                text = self._block(text, out)
+                position = self._block(text, position, out)
             elif state == _RUN:
-                text = self._run(text, out)
+                position = self._run(text, position)
             elif state == _INFO:
-                text = self._info(text, out)
+                position = self._info(text, position, out)
             else:
-                text = self._codeline(text, out)
-        return out
+                position = self._codeline(text, position, out)
+        return out.done()
 
     def flush(self) -> list[Piece]:
         """End of the answer: whatever was held back is what it looked like."""
         rest, self._pending = self._pending, ""
-        out: list[Piece] = []
+        out = _Out()
         state = self._state
         if state in (_PROSE, _CODELINE):
             if rest:
-                out.append(Piece(CHAT, rest))
-        elif state in (_RUN, _INFO):
+                out.add(CHAT, rest)
+        elif state == _RUN:
             # An opening fence with no line after it: nothing was inside; it was prose.
-            text = self._fence + rest
-            if text:
-                out.append(Piece(CHAT, text))
+            out.add(CHAT, FENCE[0] * self._ticks)
+        elif state == _INFO:
+            out.add(CHAT, FENCE[0] * self._fence + rest)
         elif state == _BLOCK:
             assert self.current is not None
             # Only a backtick run is ever held inside a block: the answer's last line.
-            if len(rest) >= 3 and (self._line_start or not self._in_string):
+            if self._ticks >= 3 and (self._line_start or not self._in_string):
                 self.current.closed = True
-            elif rest:
-                self._emit(rest, out)
+            elif self._ticks:
+                self._emit(FENCE[0] * self._ticks, out)
             self.current = None
         self._state = _PROSE
-        self._fence = ""
-        return out
+        self._ticks = self._fence = 0
+        return out.done()
 
-    # -- states --------------------------------------------------------------------
+    # -- states: each reads text from `position` and returns where it stopped -------
 
-    def _prose(self, text: str, out: list[Piece]) -> str:
-        index = text.find(FENCE)
+    def _prose(self, text: str, position: int, out: _Out) -> int:
+        index = text.find(FENCE, position)
         if index < 0:
-            hold = min(_trailing_ticks(text), 2)
-            if hold < len(text):
-                out.append(Piece(CHAT, text[: len(text) - hold]))
-            self._pending = text[len(text) - hold:] if hold else ""
-            return ""
-        if index:
-            out.append(Piece(CHAT, text[:index]))
+            # Hold a trailing "`" or "``": it could start a fence in the next delta.
+            end = len(text)
+            hold = 0
+            while hold < 2 and end - hold > position and text[end - hold - 1] == "`":
+                hold += 1
+            if end - hold > position:
+                out.add(CHAT, text[position: end - hold])
+            self._pending = text[end - hold:] if hold else ""
+            return end
+        if index > position:
+            out.add(CHAT, text[position:index])
         self._state = _RUN
-        return text[index:]
+        self._ticks = 0
+        return index
 
-    def _run(self, text: str, out: list[Piece]) -> str:
-        # text starts with a run of >= 3 backticks; it may still grow.
-        length = _run_length(text, 0)
-        if length == len(text):
-            self._pending = text
-            return ""
-        self._fence = text[:length]
+    def _run(self, text: str, position: int) -> int:
+        # An opening run of >= 3 backticks (counted in _ticks) continues at position.
+        end = _run_end(text, position)
+        self._ticks += end - position
+        if end == len(text):
+            return end  # it may still grow
+        self._fence, self._ticks = self._ticks, 0
         self._state = _INFO
-        return text[length:]
+        return end
 
-    def _info(self, text: str, out: list[Piece]) -> str:
-        # self._pending holds the info read so far (re-fed at the front of text).
-        # The info read so far is held and re-fed whole, so text starts at the info's start.
-        room = MAX_INFO
-        window = text[:room]
+    def _info(self, text: str, position: int, out: _Out) -> int:
+        # The info line starts at position (the part read so far was held in _pending and
+        # is re-read at the front of the text); it is at most MAX_INFO characters.
+        window = text[position: position + MAX_INFO]
         newline = window.find("\n")
         tick = window.find("`")
         if tick >= 0 and (newline < 0 or tick < newline):
-            return self._not_a_fence(text, tick, out)
+            return self._not_a_fence(text, position, position + tick, out)
         if newline >= 0:
-            info = text[:newline].strip()
+            info = window[:newline].strip()
             self._open(info.split()[0].lower() if info else "")
-            return text[newline + 1:]
-        if len(text) >= room:
-            return self._not_a_fence(text, room, out)
-        self._pending = text
-        return ""
+            return position + newline + 1
+        if len(window) >= MAX_INFO:
+            return self._not_a_fence(text, position, position + MAX_INFO, out)
+        self._pending = window
+        return len(text)
 
-    def _not_a_fence(self, text: str, upto: int, out: list[Piece]) -> str:
-        out.append(Piece(CHAT, self._fence + text[:upto]))
-        self._fence = ""
+    def _not_a_fence(self, text: str, position: int, upto: int, out: _Out) -> int:
+        out.add(CHAT, FENCE[0] * self._fence + text[position:upto])
+        self._fence = 0
         self._state = _CODELINE
-        return text[upto:]
+        return upto
 
-    def _codeline(self, text: str, out: list[Piece]) -> str:
+    def _codeline(self, text: str, position: int, out: _Out) -> int:
         # The rest of a line that held inline code: prose, no fences.
-        newline = text.find("\n")
+        newline = text.find("\n", position)
         if newline < 0:
-            out.append(Piece(CHAT, text))
-            return ""
-        out.append(Piece(CHAT, text[: newline + 1]))
+            out.add(CHAT, text[position:])
+            return len(text)
+        out.add(CHAT, text[position: newline + 1])
         self._state = _PROSE
-        return text[newline + 1:]
+        return newline + 1
 
     def _open(self, info: str) -> None:
         block = Block(info)
-        self.blocks.append(block)
+        if len(self.blocks) < MAX_BLOCKS:
+            self.blocks.append(block)
         self.current = block
-        self._fence = ""
+        self._fence = 0
         self._state = _BLOCK
         self._in_string = self._escape = False
         self._line_start = True
 
-    def _block(self, text: str, out: list[Piece]) -> str:
-        start = 0  # text[start:position] is content not yet emitted
-        position = 0
-        if self._escape:
+    def _close(self) -> None:
+        assert self.current is not None
+        # Prose resumes after the run (CommonMark would want the line empty).
+        self.current.closed = True
+        self.current = None
+        self._state = _PROSE
+
+    def _closes(self, length: int) -> bool:
+        return length >= 3 and (self._line_start or not self._in_string)
+
+    def _block(self, text: str, position: int, out: _Out) -> int:
+        start = position  # text[start:position] is content not yet emitted
+        if self._ticks:
+            # A run held at the end of the last delta goes on here, or ends here.
+            end = _run_end(text, position)
+            self._ticks += end - position
+            if end == len(text):
+                return end
+            length, self._ticks = self._ticks, 0
+            if self._closes(length):
+                self._close()
+                return end
+            self._line_start = False
+            self._emit(FENCE[0] * (length - (end - position)), out)  # the ticks held before
+            position = end
+        elif self._escape:
             self._escape = False
-            if text[0] != "\n":
-                position = 1
+            if text[position] != "\n":
+                position += 1
         while True:
             match = _BLOCK_SPECIAL.search(text, position)
             stop = match.start() if match else len(text)
@@ -270,7 +338,7 @@ class Splitter:
                 self._line_start = False
             if match is None:
                 self._emit(text[start:], out)
-                return ""
+                return len(text)
             char = match.group()
             if char == "\n":
                 # A raw newline cannot be inside a JSON string: whatever came before, a
@@ -289,34 +357,30 @@ class Splitter:
                 elif stop + 1 == len(text):
                     self._escape = True
                     self._emit(text[start:], out)
-                    return ""
+                    return len(text)
                 elif text[stop + 1] == "\n":
                     position = stop + 1
                 else:
                     position = stop + 2
             else:
-                length = _run_length(text, stop)
-                if stop + length == len(text):
-                    # A run at the end may grow: hold it (it changes no state).
+                end = _run_end(text, stop)
+                if end == len(text):
+                    # A run at the end may grow: hold its length (it changes no state).
                     self._emit(text[start:stop], out)
-                    self._pending = text[stop:]
-                    return ""
-                if length >= 3 and (self._line_start or not self._in_string):
+                    self._ticks = end - stop
+                    return end
+                if self._closes(end - stop):
                     self._emit(text[start:stop], out)
-                    assert self.current is not None
-                    # Prose resumes after the run (CommonMark would want the line empty).
-                    self.current.closed = True
-                    self.current = None
-                    self._state = _PROSE
-                    return text[stop + length:]
+                    self._close()
+                    return end
                 self._line_start = False
-                position = stop + length
+                position = end
 
-    def _emit(self, text: str, out: list[Piece]) -> None:
+    def _emit(self, text: str, out: _Out) -> None:
         if not text:
             return
         block = self.current
         assert block is not None
         kept = block._take(text)
         if kept:
-            out.append(Piece(SCENARIO, kept, block))
+            out.add(SCENARIO, kept, block)

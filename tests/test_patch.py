@@ -312,3 +312,41 @@ def test_an_empty_patch_changes_nothing():
     preview = PatchPreview(DOC)
     preview.feed("[]")
     assert preview.finish() == (DOC, [])
+
+
+# --- the prompt's example is never an answer ------------------------------------------------
+
+def test_the_prompts_example_cannot_apply_to_any_scenario_as_it_stands():
+    from pathlib import Path
+
+    from agent.intents import INTENTS
+    from agent.patch import EXAMPLE_PATCH_OPS
+
+    system = INTENTS["modify"].system_prompt
+    shown = system.split("```patch\n", 1)[1].split("\n```", 1)[0]
+    assert json.loads(shown) == list(EXAMPLE_PATCH_OPS)  # the prompt shows the constant
+    samples = sorted(p for p in Path(__file__).resolve().parents[1].glob("static/samples/*.json") if p.name != "index.json")
+    assert samples
+    for sample in [*samples, None]:
+        scenario = json.loads(sample.read_text()) if sample else DOC
+        with pytest.raises(PatchError, match=r"operation 1 \(test /title\): the value at /title is"):
+            apply_patch(scenario, list(EXAMPLE_PATCH_OPS))
+
+
+def test_an_answer_that_is_the_prompts_example_is_refused_saying_so():
+    from agent.patch import EXAMPLE_PATCH_OPS, EXAMPLE_REASON
+
+    text = json.dumps(list(EXAMPLE_PATCH_OPS), indent=1)
+    for chunk in (len(text), 7):
+        preview = PatchPreview(DOC)
+        with pytest.raises(InvalidScenario) as caught:
+            for start in range(0, len(text), chunk):
+                preview.feed(text[start: start + chunk])
+            preview.finish()
+        assert str(caught.value) == EXAMPLE_REASON == "the patch is the prompt's example, not the requested change"
+        assert preview.count == 0 and preview.working == DOC  # nothing applied
+    # The same change written for the user's scenario applies.
+    preview = PatchPreview(DOC)
+    preview.feed(json.dumps([{"op": "test", "path": "/title", "value": "Harbor"}, *EXAMPLE_PATCH_OPS[1:]]))
+    scenario, changes = preview.finish()
+    assert scenario["title"] == "Night Shift" and [c["text"] for c in changes] == ["renamed the title", "added role Journalist"]

@@ -103,3 +103,40 @@ def test_with_repair_off_a_failing_patch_is_invalid_scenario_and_no_scenario_fra
     error = next(data for _, kind, data in frames if kind == "error")
     assert error["code"] == "invalid_scenario" and kinds[-1] == "done"
     assert len(fake_upstream.requests) == 1
+
+
+def test_an_answer_that_copies_the_prompts_example_is_repaired_saying_so(fake_upstream):
+    from agent.patch import EXAMPLE_PATCH_OPS, EXAMPLE_REASON
+
+    scenario = big_scenario(5_000)
+    good = [{"op": "add", "path": "/objectives/-", "value": "Report every hour"}]
+    fake_upstream.push(Plan(tokens=answer_tokens(list(EXAMPLE_PATCH_OPS))), Plan(tokens=answer_tokens(good)))
+    with LiveApp(upstream_env(fake_upstream)) as live:
+        body = {"message": "add an objective", "mode": "modify", "scenario": scenario}
+        with httpx.stream("POST", live.url + STREAM_PATH, json=body, timeout=30) as response:
+            frames = list(iter_frames(response))
+    assert [d["reason"] for _, k, d in frames if k == "repair"] == [EXAMPLE_REASON]
+    assert EXAMPLE_REASON in fake_upstream.requests[1]["messages"][-1]["content"]
+    # Nothing of the example was previewed; the real change was.
+    assert [d["op"] for _, k, d in frames if k == "scenario_patch"] == good
+    result = next(d for _, k, d in frames if k == "scenario")["scenario"]
+    assert result["title"] == scenario["title"] and result["objectives"][-1] == "Report every hour"
+    assert "Journalist" not in json.dumps(result)
+
+
+def test_a_patch_that_doubles_the_scenario_is_repaired_naming_the_operation(fake_upstream):
+    scenario = big_scenario(5_000)
+    doubling = [{"op": "copy", "from": "/steps", "path": "/steps/-"}] * 19
+    good = [{"op": "replace", "path": "/title", "value": "Port closure, one more time"}]
+    fake_upstream.push(Plan(tokens=answer_tokens(doubling)), Plan(tokens=answer_tokens(good)))
+    with LiveApp(upstream_env(fake_upstream)) as live:
+        body = {"message": "repeat the steps", "mode": "modify", "scenario": scenario}
+        started = time.monotonic()
+        with httpx.stream("POST", live.url + STREAM_PATH, json=body, timeout=30) as response:
+            frames = list(iter_frames(response))
+        assert time.monotonic() - started < 10
+    reasons = [d["reason"] for _, k, d in frames if k == "repair"]
+    assert reasons == ["operation 5 (copy /steps/-): it would make the scenario larger than 64 KiB"]
+    assert reasons[0] in fake_upstream.requests[1]["messages"][-1]["content"]
+    assert [d["index"] for _, k, d in frames if k == "scenario_patch"] == [0, 1, 2, 3, 0]
+    assert next(d for _, k, d in frames if k == "scenario")["scenario"]["title"] == "Port closure, one more time"
