@@ -267,7 +267,7 @@ def test_a_delta_full_of_fences_is_linear_and_comes_out_as_one_piece():
 
     delta = "```\n```\n" * (1024 * 1024 // 8)  # the largest event the upstream reader passes on
     seconds, (pieces, splitter) = cpu(lambda: split([delta]))
-    assert seconds < 1.0, f"{seconds:.3f} s of CPU"
+    assert seconds < 2.0, f"{seconds:.3f} s of CPU"  # about 0.4 s; the former code took 8 s
     assert pieces == [(CHAT, "\n" * (len(delta) // 8))]
     assert len(splitter.blocks) == MAX_BLOCKS and all(b.closed and b.text == "" for b in splitter.blocks)
     assert not [p for p in pieces if p[0] == SCENARIO]
