@@ -47,7 +47,7 @@ class Settings:
     upstream_idle_timeout_seconds: float = 60.0
     upstream_max_retries: int = 2
     upstream_token_param: str = "auto"  # auto | max_tokens | max_completion_tokens (upstream/quirks.py)
-    offline_token_delay_ms: float = 25.0
+    offline_token_delay_ms: float = 6.0  # visible streaming, no long wait: Explain ~5 s, Create ~3.5 s
     # Streaming.
     heartbeat_seconds: float = 15.0
     send_timeout_seconds: float = 30.0

@@ -121,3 +121,26 @@ def test_auto_creates_a_fire_scenario_for_a_data_center_fire(offline_app):
     assert frames[0][1]["intent"] == "create"
     created = next(d for k, d in frames if k == "scenario")["scenario"]
     assert "fire" in created["setting"].lower() and "Fire Warden" in [r["name"] for r in created["roles"]]
+
+
+def test_an_everyday_add_request_adds_a_described_role_and_ends_cleanly(offline_app):
+    # Auto mode, as the page sends it: the router picks modify, the offline model reads the
+    # request, the role it saves has a description of its own, the prose ends without blank lines.
+    scenario = sample("hospital-ransomware")
+    frames = run(offline_app, {"message": "Can you add a journalist?", "scenario": scenario})
+    assert frames[0][1]["intent"] == "modify"
+    result = next(d for k, d in frames if k == "scenario")["scenario"]
+    assert [r["name"] for r in result["roles"]] == [r["name"] for r in scenario["roles"]] + ["Journalist"]
+    description = result["roles"][-1]["description"]
+    assert "Added on request" not in description and "news" in description
+    prose_text = text(frames)
+    assert prose_text.strip() and not prose_text.endswith("\n\n"), repr(prose_text[-30:])
+    assert "I applied 1 change" in prose_text and "(1 patch operation)" in prose_text
+
+
+def test_a_role_question_in_auto_mode_is_answered_about_that_role(offline_app):
+    scenario = sample("hospital-ransomware")
+    frames = run(offline_app, {"message": "Tell me about the CISO", "scenario": scenario})
+    assert frames[0][1]["intent"] == "chat"
+    answer = text(frames)
+    assert "CISO" in answer and "technical response" in answer and len(answer) < 1200

@@ -935,3 +935,109 @@ def test_a_role_can_be_named_by_its_initials():
 def test_hardest_role_is_the_one_most_steps_call_on():
     out = compose("chat", "who is the hardest role to play?", SAMPLES["support-escalation"], [])
     assert out.startswith("**Support Agent** is the hardest role") and "5 of the 6 steps" in out
+
+
+# ---------------------------------------------------------------------------
+# Linear cost: any request within the limits (a message of 8,000 characters, a scenario of
+# 64 KiB) costs under 0.2 s of CPU in routing plus compose. Each input below was measured on
+# the code before the parser, the chat lookups and the edits were made linear (old CPU time in
+# the comment); the bound is the bar, several times what they cost now.
+# ---------------------------------------------------------------------------
+
+MESSAGE_LIMIT = 8000
+SCENARIO_LIMIT = 64 * 1024
+
+
+def _filled(add) -> dict:
+    scenario = {"title": "T", "difficulty": "advanced", "roles": [], "steps": [], "objectives": []}
+    number = 0
+    while len(json.dumps(scenario).encode()) < SCENARIO_LIMIT - 400:
+        number += 1
+        add(scenario, number)
+    return scenario
+
+
+def _roles_and_steps(scenario: dict, number: int) -> None:
+    scenario["roles"].append({"name": f"Role{number} Analyst{number}", "description": "x"})
+    scenario["steps"].append({"title": f"Step{number}", "description": f"Role{number} Analyst{number} and "
+                                                                       f"Role{number + 1} Analyst{number + 1} decide"})
+
+
+def _adversarial_cases() -> list[tuple[str, str, str, str]]:
+    """(id, intent, message, scenario name); the scenario is built by `_adversarial_scenario`."""
+    return [
+        # The known one: each unparsed ", y" was glued to the edit and the whole clause re-read.
+        ("glued-clauses", "modify", "set summary to x" + ", y" * 4000, "sample"),  # 2.5 s
+        ("glued-step-clauses", "modify", "add a step " + "y, " * 4000, "sample"),  # 8.0 s
+        ("comma-run", "create", ", " * 4000, "none"),  # 1.4 s: a trailing-filler pattern retried per comma
+        ("article-run", "modify", "add " + "a " * 4000, "sample"),  # 0.8 s: nested quantifiers
+        ("space-run", "modify", "set summary to x" + " " * 7980 + "y", "sample"),  # about 7 minutes: cubic
+        ("hardest-role", "chat", "which role is the hardest?", "roles"),  # 0.25 s: roles x steps
+        ("role-words", "chat", "who is analyst " * 600, "short-roles"),  # 0.41 s: message x roles
+        ("many-removals", "modify", "remove role zz, " * 600, "roles"),  # 0.48 s: edits x scenario
+        ("many-sets", "modify", "set k to 1; " * 700, "keys"),  # 0.66 s: edits x keys
+        ("many-harder", "modify", "make it harder; " * 500, "steps"),  # 0.90 s: edits x steps
+        ("many-step-removals", "modify", "remove step s1; " * 500, "steps"),  # 1.26 s: edits x steps
+        ("role-question", "auto", "tell me about role1 analyst1 " * 300, "roles"),
+        ("yes-no", "auto", "is the role1 analyst1 involved in step 2 " * 200 + "?", "roles"),
+        ("exists", "auto", "is there a step about " + "analyst " * 990 + "?", "roles"),
+    ]
+
+
+def _adversarial_scenario(name: str) -> dict | None:
+    if name == "none":
+        return None
+    if name == "sample":
+        return copy.deepcopy(SAMPLES["hospital-ransomware"])
+    if name == "roles":
+        return _filled(_roles_and_steps)
+    if name == "steps":
+        return _filled(lambda scenario, number: scenario["steps"].append({"title": f"S{number}", "description": "x"}))
+    if name == "short-roles":
+        return _filled(lambda scenario, number: scenario["roles"].append({"name": f"Analyst R{number}"}))
+    return _filled(lambda scenario, number: scenario.__setitem__(f"k_{number}_x", number))
+
+
+@pytest.mark.parametrize("case, intent, message, scenario_name", _adversarial_cases(),
+                         ids=[case[0] for case in _adversarial_cases()])
+def test_adversarial_requests_cost_under_the_cpu_bar(case, intent, message, scenario_name):
+    import time
+
+    from agent.route import route
+
+    message = message[:MESSAGE_LIMIT]
+    scenario = _adversarial_scenario(scenario_name)
+    assert scenario is None or len(json.dumps(scenario).encode()) <= SCENARIO_LIMIT
+    compose("chat", "warm up", scenario, [])  # first use reads the data files and compiles patterns
+    start = time.process_time()
+    chosen = route(intent, message, scenario)
+    out = compose(chosen, message, scenario, [])
+    spent = time.process_time() - start
+    assert out.strip()
+    assert spent < 0.2, f"{case}: {spent:.3f} s of CPU"
+
+
+def test_a_long_glued_value_still_reads_as_one_edit():
+    # Linear gluing keeps the meaning: one edit whose value holds every piece.
+    scenario = copy.deepcopy(SAMPLES["support-escalation"])
+    value = ", ".join(f"part {number}" for number in range(600))
+    _, new = modify(scenario, f"set summary to {value}")
+    assert new["summary"] == value
+
+
+def test_more_edits_than_the_cap_apply_the_first_and_say_so():
+    from upstream.offline.grammar import MAX_EDITS
+
+    scenario = copy.deepcopy(SAMPLES["support-escalation"])
+    message = "; ".join(f"add objective Goal {number}" for number in range(MAX_EDITS + 10))
+    out, new = modify(scenario, message)
+    assert new["objectives"][-1] == f"Goal {MAX_EDITS - 1}"
+    assert f"at most {MAX_EDITS} edits" in prose(out)
+
+
+def test_rename_a_step_by_number_or_title(sample):
+    _, new = modify(sample, "rename step 2 to Triage")
+    assert step_titles(new) == step_titles(sample)[:1] + ["Triage"] + step_titles(sample)[2:]
+    first = sample["steps"][0]["title"]
+    _, new = modify(sample, f"rename the {first} to Kick-off")
+    assert step_titles(new)[0] == "Kick-off"

@@ -111,3 +111,75 @@ def test_routing_is_local_and_fast():
         route("auto", message, LOADED)
     per_call_ms = (time.perf_counter() - start) * 1000 / (2 * len(messages))
     assert per_call_ms < 1.0, per_call_ms  # measured ~0.01 ms; no model call, no I/O
+
+
+# Held-out editing phrasings, written before the router learnt editing verbs: each asks to
+# change a part of the loaded scenario with a verb other than add/remove/set/change, and
+# must reach modify in auto mode, never chat or explain.
+EDITING_VERBS = [
+    "reword step 2's description",
+    "rephrase the summary",
+    "shorten the setting",
+    "expand the objectives",
+    "rewrite the summary so it sounds more formal",
+    "simplify the setting",
+    "tighten up the summary",
+    "trim the description of step 4",
+    "condense the objectives into three",
+    "lengthen the setting a little",
+    "flesh out step 3",
+    "tweak the title",
+    "polish the overview",
+    "revise the objectives",
+    "clarify the CISO's description",
+    "tone down the ransom note",
+    "beef up the roles",
+    "move step 5 before step 3",
+    "reorder the steps",
+    "merge steps 2 and 3",
+    "split step 4 into two steps",
+    "combine the first two objectives",
+    "fix the typos in the summary",
+    "correct the setting: it is a 300-bed hospital",
+    "adjust the duration to 90 minutes",
+    "translate the summary into French",
+    "capitalize the role names",
+    "turn the summary into bullet points",
+    "Could you rephrase step 1?",
+    "Please reword the objectives so they are measurable",
+    "cut the setting down to one sentence",
+    "swap the order of steps 3 and 4",
+]
+
+
+@pytest.mark.parametrize("message", EDITING_VERBS)
+def test_editing_verbs_route_to_modify(message):
+    assert route("auto", message, LOADED) == "modify"
+
+
+def test_the_editing_set_is_large_enough():
+    assert len(set(EDITING_VERBS)) >= 30
+
+
+# Questions about editing stay chat, and a question about one part of the scenario is
+# answered as chat (the explain intent explains the whole scenario).
+QUESTIONS_STAY_QUESTIONS = [
+    ("how do I shorten the setting?", "chat"),
+    ("should I reword the summary?", "chat"),
+    ("what does rephrase mean?", "chat"),
+    ("why did you expand the objectives?", "chat"),
+    ("Tell me about the Incident Commander", "chat"),
+    ("explain step 2", "chat"),
+    ("describe the third step", "chat"),
+    ("summarize this in one sentence", "chat"),
+    ("Explain this scenario", "explain"),
+    ("give me an overview", "explain"),
+    ("summarize the scenario", "explain"),
+]
+
+
+@pytest.mark.parametrize("message, intent", QUESTIONS_STAY_QUESTIONS)
+def test_questions_about_edits_and_parts_stay_chat(message, intent):
+    scenario = {**LOADED, "steps": [{"title": "Detection", "description": "A."}, {"title": "Containment", "description": "B."},
+                                    {"title": "Recovery", "description": "C."}]}
+    assert route("auto", message, scenario) == intent

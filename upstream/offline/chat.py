@@ -1,7 +1,13 @@
 """Chat: answer a question from what the scenario holds, or, with none loaded, say how to start one.
 
-A message is classified into a topic (a role, a step, "hardest", "casting", "duration", ...)
-and each topic has one answer built from the scenario. No answer contains a code fence.
+Some questions get a direct answer first: a yes/no question ("should we pay the ransom?", "is
+the CISO involved in step 3?", "can we run it in 30 minutes?") starts with yes or no, and a
+request for one sentence gets one. Otherwise a message is classified into a topic (a role, a
+step, an objective, "hardest", "casting", "duration", ...) and each topic has one answer built
+from the scenario. No answer contains a code fence.
+
+Names are found with `text.Mentions`, an index read once per message, so a long message
+against a scenario with thousands of roles and steps stays linear in both.
 """
 
 from __future__ import annotations
@@ -20,14 +26,26 @@ _TIME_PHRASE = re.compile(r"\b(?:within|in|under|by)\s+(?:the\s+first\s+)?\S+\s+
                           r"\b(?:this\s+week|today|immediately|at\s+once|before\s+\S+)\b", re.I)
 
 
+# Longer text is cut here before it is read: nobody asks a question this long, and every
+# routine below is linear in it anyway.
+MAX_QUESTION_CHARS = 8000
+
+_YES_NO = re.compile(r"^(?:is|are|was|were|does|do|did|should|shall|can|could|will|would|may|might|must|"
+                     r"has|have|had)\b", re.I)
+
+
 def chat(message: str, scenario: dict | None, history: list[dict[str, str]]) -> str:
-    text = " ".join(message.split())
+    text = " ".join(message[:MAX_QUESTION_CHARS].split())
+    if scenario is not None:
+        direct = direct_answer(text, scenario)
+        if direct:
+            return t.safe(direct) + "\n"
     topic = chat_topic(text, scenario)
     prefix = ""
     earlier = [turn["content"] for turn in history if turn["role"] == "user"]
     if topic in ("", "overview") and earlier and text:
         # A vague follow-up ("and then?") continues the previous question's topic.
-        previous = chat_topic(" ".join(earlier[-1].split()), scenario)
+        previous = chat_topic(" ".join(earlier[-1][:MAX_QUESTION_CHARS].split()), scenario)
         if previous not in ("", "overview", "greeting", "thanks"):
             topic, prefix = previous, "Picking up your earlier question."
     elif history and _FOLLOW_UP.match(text):
@@ -36,21 +54,51 @@ def chat(message: str, scenario: dict | None, history: list[dict[str, str]]) -> 
     return t.safe(f"{prefix} {body}".strip()) + "\n"
 
 
+def direct_answer(text: str, scenario: dict) -> str:
+    """The answer to a question that needs one, before any general topic: a yes/no question
+    answered yes or no first, a request for one sentence in one sentence. "" otherwise."""
+    text_words = t.words(text)
+    if not text_words:
+        return ""
+    if t.has_cue(text_words, phrase("brevity_cues")):
+        return one_sentence(scenario)
+    if _YES_NO.match(text):
+        return _yes_no(text, text_words, scenario)
+    return ""
+
+
+def focused(text: str, scenario: dict) -> str:
+    """An answer about the one part of the scenario a message names ("explain step 2", "tell
+    me about the CISO", "in one sentence"), or "" when it asks about the whole."""
+    text = " ".join(text[:MAX_QUESTION_CHARS].split())
+    direct = direct_answer(text, scenario)
+    if direct:
+        return direct
+    topic = chat_topic(text, scenario)
+    if topic.partition(":")[0] in ("role", "cast", "first", "step", "objective"):
+        return _with_scenario(topic, scenario)
+    return ""
+
+
 def chat_topic(text: str, scenario: dict | None) -> str:
-    """Classify a message; "role:N", "cast:N", "first:N" and "step:N" point at one item (0-based)."""
+    """Classify a message; "role:N", "cast:N", "first:N", "step:N" and "objective:N" point at one item (0-based)."""
     lowered = text.lower()
     text_words = t.words(text)
     if not text_words:
         return "overview"
     topics = phrase("chat_topics")
+    cues = t.Cues(text_words)
     if scenario is not None:
-        if t.has_cue(text_words, phrase("hardest_cues")):
+        if cues.has(phrase("hardest_cues")):
             return "hardest_role" if {"role", "roles", "character", "characters"} & set(text_words) else "hardest"
-        step = _mentioned_step(lowered, scenario)
-        role = _mentioned_role(lowered, scenario)
-        if role is not None and t.has_cue(text_words, topics[1][1]):
+        objective = _mentioned_objective(lowered, scenario)
+        if objective is not None:
+            return f"objective:{objective}"
+        step = _mentioned_step(lowered, text_words, scenario)
+        role = _mentioned_role(text_words, t.roles(scenario))
+        if role is not None and cues.has(topics[1][1]):
             return f"cast:{role}"
-        if step is None and t.has_cue(text_words, phrase("first_cues")) and (role is not None or t.steps(scenario)):
+        if step is None and cues.has(phrase("first_cues")) and (role is not None or t.steps(scenario)):
             return f"first:{role}" if role is not None else "step:0"
         if step is not None:
             return f"step:{step}"
@@ -71,8 +119,8 @@ def chat_topic(text: str, scenario: dict | None) -> str:
     term = _glossary_term(text)
     if term and (scenario is None or term != "scenario"):
         return f"define:{term}"
-    for name, cues in topics:
-        if t.has_cue(text_words, cues):
+    for name, words in topics:
+        if cues.has(words):
             return name
     return ""
 
@@ -89,7 +137,22 @@ def _glossary_term(text: str) -> str:
     return ""
 
 
-def _mentioned_step(lowered: str, scenario: dict) -> int | None:
+def _mentioned_objective(lowered: str, scenario: dict) -> int | None:
+    """"the second objective", "objective 2", "goal #3" (0-based), or None."""
+    objectives = t.objectives(scenario)
+    match = re.search(r"\b(?:objective|goal|aim)\s*#?\s*(\d{1,3})\b", lowered)
+    number = int(match.group(1)) if match else None
+    if match is None:
+        match = re.search(rf"\b({'|'.join(ORDINALS)})\s+(?:objective|goal|aim)\b", lowered)
+        number = ORDINALS[match.group(1)] if match else None
+    if number is None or not objectives:
+        return None
+    if number == -1:
+        return len(objectives) - 1
+    return number - 1 if 1 <= number <= len(objectives) else None
+
+
+def _mentioned_step(lowered: str, text_words: list[str], scenario: dict) -> int | None:
     steps = t.steps(scenario)
     match = re.search(r"\b(?:step|phase|stage)\s*#?\s*(\d{1,3})\b", lowered)
     if match:
@@ -101,30 +164,33 @@ def _mentioned_step(lowered: str, scenario: dict) -> int | None:
         if number == -1:
             return len(steps) - 1
         return number - 1 if number <= len(steps) else None
-    for index, step in enumerate(steps):
-        name = step.name.lower()
-        if len(name) >= 4 and re.search(rf"(?<!\w){re.escape(name)}(?!\w)", lowered):
-            return index
-    return None
+    # Step titles of four letters or more, found in one pass over the message.
+    named = t.Mentions([step.name if len(step.name) >= 4 else "" for step in steps]).find(text_words)
+    return named[0] if named else None
 
 
-def _mentioned_role(lowered: str, scenario: dict) -> int | None:
-    """Role named in the text: the full name, else one distinctive word of exactly one role."""
-    roles = t.roles(scenario)
-    for index, role in enumerate(roles):
-        name = role.name.lower()
-        if name and re.search(rf"(?<!\w){re.escape(name)}(?!\w)", lowered):
-            return index
-    text_words = set(t.words(lowered))
+def _mentioned_role(text_words: list[str], roles: list[t.Item]) -> int | None:
+    """Role named in the text: the full name, else one distinctive word of exactly one role,
+    else the initials of exactly one ("the CMO" for "Chief Medical Officer").
+
+    Each test reads the message's words once against an index of the roles, so a long
+    message against many roles stays linear."""
+    full = t.Mentions([role.name for role in roles]).find(text_words)
+    if full:
+        return full[0]
+    present = {t.bare(word) for word in text_words}
     generic = set(phrase("generic_role_words"))
-    hits = [index for index, role in enumerate(roles)
-            if any(len(word) >= 4 and word not in generic and word in text_words for word in t.words(role.name))]
+    hits: set[int] = set()
+    initials: set[int] = set()
+    for index, role in enumerate(roles):
+        name_words = t.words(role.name)
+        if any(len(word) >= 4 and word not in generic and word in present for word in name_words):
+            hits.add(index)
+        if len(name_words) >= 2 and "".join(word[0] for word in name_words) in present:
+            initials.add(index)
     if len(hits) == 1:
-        return hits[0]
-    # "the CMO" for "Chief Medical Officer": the initials of a name of two words or more.
-    initials = [index for index, role in enumerate(roles)
-                if len(t.words(role.name)) >= 2 and "".join(word[0] for word in t.words(role.name)) in text_words]
-    return initials[0] if len(initials) == 1 else None
+        return hits.pop()
+    return initials.pop() if len(initials) == 1 else None
 
 
 # ---------------------------------------------------------------------------
@@ -143,6 +209,10 @@ def _with_scenario(topic: str, scenario: dict) -> str:
         return _first_moves(roles[int(ref)], steps, objectives)
     if kind == "step":
         return _about_step(int(ref), steps)
+    if kind == "objective":
+        number = int(ref) + 1
+        return (f"**Objective {number} of {len(objectives)}:** {t.sentence(objectives[int(ref)])} "
+                "In the debrief, ask the group what evidence shows it was met, and what got in the way.")
     if kind == "nostep":
         return _list_steps(steps, missing=int(ref)) if steps else no_steps
     if kind == "define":
@@ -222,6 +292,13 @@ def _steps_with(role: t.Item, steps: list[t.Item]) -> list[int]:
     return full + partial
 
 
+def _roles_per_step(roles: list[t.Item], steps: list[t.Item]) -> list[list[int]]:
+    """For each step, the roles it mentions (as `t.mentions` reads a mention), from one index of
+    the roles: one pass over each step instead of one per role and step."""
+    index = t.Mentions([role.name for role in roles], stems=True)
+    return [index.find(t.words(f"{step.name} {step.description}")) for step in steps]
+
+
 def _about_role(role: t.Item, steps: list[t.Item], casting: bool) -> str:
     description = t.sentence(role.description) if role.description else "It has no description yet."
     involved = sorted(_steps_with(role, steps))
@@ -267,10 +344,10 @@ def _focus(description: str, role: t.Item) -> str:
 def _hardest_step(roles: list[t.Item], steps: list[t.Item]) -> str:
     """Pick the step with the most roles involved, a decision, time pressure or an inject, and say why."""
     scored = []
+    mentioned = _roles_per_step(roles, steps)
     for index, step in enumerate(steps):
-        text = f"{step.name} {step.description}"
-        text_words = t.words(text)
-        involved = [role.name for role in roles if role.name and t.mentions(text, role.name)]
+        text_words = t.words(f"{step.name} {step.description}")
+        involved = [roles[i].name for i in mentioned[index] if roles[i].name]
         pressure = _TIME_PHRASE.search(step.description) if t.has_cue(text_words, phrase("pressure_cues")) else None
         decision = t.has_cue(text_words, phrase("decision_cues"))
         inject = t.has_cue(text_words, phrase("inject_cues"))
@@ -301,7 +378,10 @@ def _hardest_step(roles: list[t.Item], steps: list[t.Item]) -> str:
 
 def _hardest_role(roles: list[t.Item], steps: list[t.Item]) -> str:
     """The role the most steps call on (ties: the first listed), with who should play it."""
-    counts = [len(_steps_with(role, steps)) for role in roles]
+    counts = [0] * len(roles)
+    for found in _roles_per_step(roles, steps):
+        for index in found:
+            counts[index] += 1
     index = max(range(len(roles)), key=lambda i: (counts[i], -i))
     role = roles[index]
     if counts[index] == 0:
@@ -440,3 +520,247 @@ def _without_scenario(topic: str) -> str:
         return f"{general} There's no scenario loaded yet, so I can't be more specific. {start}"
     return ("**There's no scenario loaded right now**, so I can only speak generally: I can explain a "
             f"scenario, answer questions about it, create new ones and apply plain edits. {start}")
+
+
+# ---------------------------------------------------------------------------
+# Direct answers: one sentence when asked for one, yes or no first when asked
+# ---------------------------------------------------------------------------
+
+
+def one_sentence(scenario: dict) -> str:
+    """The scenario in one sentence: its title and the first sentence of its summary."""
+    title = t.title(scenario)
+    summary = t.first_sentence(t.one_line(scenario.get("summary")), 300).rstrip(" .!?…")
+    if summary:
+        if re.match(r"(?:a|an|the)\s", summary, re.I):
+            return f"**{title}** is {summary[0].lower()}{summary[1:]}."
+        return f"**{title}**: {t.lower_first(summary)}."
+    difficulty = t.one_line(scenario.get("difficulty"))
+    what = f"{t.article(difficulty)} {difficulty} scenario" if difficulty else "a scenario"
+    return (f"**{title}** is {what} with {t.plural(len(t.roles(scenario)), 'role')} and "
+            f"{t.plural(len(t.steps(scenario)), 'step')}.")
+
+
+_NUMBER_WORDS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
+                 "eight": 8, "nine": 9, "ten": 10, "twelve": 12, "fifteen": 15, "twenty": 20, "thirty": 30,
+                 "forty": 40, "fifty": 50, "sixty": 60, "ninety": 90}
+_NUMBER = rf"(?:\d{{1,4}}|{'|'.join(_NUMBER_WORDS)})"
+_ASKED_TIME = re.compile(rf"\b(?P<n>{_NUMBER}|half\s+an)\s*-?\s*(?P<u>minutes?|mins?|hours?|hrs?)\b", re.I)
+_ASKED_PEOPLE = re.compile(rf"\b(?P<n>{_NUMBER})\s+(?:people|persons|players|participants|of\s+us|staff|colleagues)\b",
+                           re.I)
+_EXISTS = re.compile(
+    r"^(?:is|are)\s+there\s+(?:(?:a|an|any|some|one)\s+)?|^(?:does|do|did)\s+(?:it|this|this\s+scenario|"
+    r"the\s+scenario|the\s+exercise|we)\s+(?:have|include|cover|mention|feature|contain)\s+(?:(?:a|an|any|some)\s+)?",
+    re.I)
+_KINDS = {"step": "steps", "steps": "steps", "phase": "steps", "phases": "steps", "stage": "steps", "stages": "steps",
+          "role": "roles", "roles": "roles", "character": "roles", "characters": "roles",
+          "objective": "objectives", "objectives": "objectives", "goal": "objectives", "goals": "objectives"}
+_STOP = {"a", "an", "the", "any", "some", "about", "for", "on", "with", "where", "that", "which", "who", "covering",
+         "involving", "in", "of", "to", "and", "or", "it", "this", "there", "is", "are", "does", "do", "we", "our",
+         "step", "steps", "role", "roles", "objective", "objectives", "goal", "goals", "phase", "stage", "part",
+         "scenario", "exercise", "one", "someone", "somebody", "anything", "something", "dealing", "when"}
+_BEGINNERS = {"beginner", "beginners", "newcomer", "newcomers", "novice", "novices", "new", "first-timers",
+              "first-timer", "junior", "juniors", "inexperienced", "trainee", "trainees", "students", "interns"}
+_EXPERTS = {"expert", "experts", "experienced", "senior", "seniors", "veteran", "veterans", "seasoned", "professionals"}
+
+
+def _yes_no(text: str, text_words: list[str], scenario: dict) -> str:
+    """A yes/no question about the scenario, answered yes or no first, or "" when the scenario
+    cannot say (the general topics answer it then)."""
+    roles, steps = t.roles(scenario), t.steps(scenario)
+    lowered = text.lower()
+    step = _mentioned_step(lowered, text_words, scenario)
+    role = _mentioned_role(text_words, roles)
+    if role is not None and step is not None:
+        return _involved(roles[role], step, steps)
+    for answer in (_fits_time(lowered, scenario, steps), _fits_people(lowered, roles),
+                   _suits_level(text_words, scenario), _exists(text, scenario), _needs(text, roles, role),
+                   _dilemma(text_words, steps)):
+        if answer:
+            return answer
+    return ""
+
+
+def _involved(role: t.Item, index: int, steps: list[t.Item]) -> str:
+    step = steps[index]
+    where = f"step {index + 1}, \"{step.name}\""
+    if t.mentions(f"{step.name} {step.description}", role.name):
+        return f"**Yes.** The {role.name} is part of {where}: {_focus(step.description, role)}"
+    others = [t.quote(steps[i].name, 60) for i in sorted(_steps_with(role, steps))]
+    elsewhere = (f" The {role.name} comes in at {t.short_list(others, 3)}." if others
+                 else f" No step names the {role.name} directly.")
+    gist = t.first_sentence(step.description, 200)
+    return f"**No.** {where[0].upper()}{where[1:]}, does not involve the {role.name}" + (
+        f": {t.lower_first(gist)}" if gist else ".") + elsewhere
+
+
+def _planned_minutes(scenario: dict, steps: list[t.Item]) -> tuple[int, bool]:
+    minutes = t.duration(scenario)
+    if minutes:
+        return round(minutes), True
+    return max(1, len(steps)) * 10 + 15, False
+
+
+def _amount(word: str) -> int:
+    word = word.lower()
+    return int(word) if word.isdigit() else _NUMBER_WORDS.get(word, 0)
+
+
+def _fits_time(lowered: str, scenario: dict, steps: list[t.Item]) -> str:
+    match = _ASKED_TIME.search(lowered)
+    if not match:
+        return ""
+    unit = match.group("u").lower()
+    amount = 0.5 if match.group("n").startswith("half") else _amount(match.group("n"))
+    asked = round(amount * 60) if unit.startswith("h") else round(amount)
+    if asked <= 0:
+        return ""
+    planned, recorded = _planned_minutes(scenario, steps)
+    basis = (f"it is planned for {planned} minutes" if recorded
+             else f"with {t.plural(len(steps), 'step')} I'd plan about {planned} minutes")
+    if asked >= planned:
+        spare = asked - planned
+        rest = f", leaving {spare} minutes to spare for a longer debrief." if spare >= 5 else "."
+        return f"**Yes.** {basis[0].upper()}{basis[1:]}, so {asked} minutes is enough{rest}"
+    per_step = max(1, round(asked * 0.85 / max(1, len(steps))))
+    return (f"**No, not as it stands:** {basis}. To fit {asked} minutes, give each of the "
+            f"{t.plural(len(steps), 'step')} about {per_step} minutes and keep the debrief short, or drop a step "
+            "(\"remove step <number>\").")
+
+
+def _fits_people(lowered: str, roles: list[t.Item]) -> str:
+    match = _ASKED_PEOPLE.search(lowered)
+    if not match or not roles:
+        return ""
+    people = _amount(match.group("n"))
+    if people <= 0:
+        return ""
+    count = len(roles)
+    if people >= count:
+        extra = people - count
+        spare = (f" The {t.plural(extra, 'extra person')} can observe and take notes for the debrief." if extra
+                 else "")
+        return f"**Yes.** It has {t.plural(count, 'role')}, so {people} people can take one each.{spare}"
+    return (f"**No, not without doubling up:** it has {t.plural(count, 'role')} for {people} people. Let the "
+            "facilitator play a counterpart, or drop a role (\"remove role <name>\").")
+
+
+def _suits_level(text_words: list[str], scenario: dict) -> str:
+    level = t.difficulty_level(scenario.get("difficulty"))
+    if level is None:
+        return ""
+    present = set(text_words)
+    padded = " " + " ".join(text_words) + " "
+    label = t.difficulties()[level]
+    hint = phrase("difficulty_hints")[level]
+    title = t.title(scenario)
+    if any(f" too {word} " in padded for word in ("hard", "difficult", "complex", "challenging")):
+        if level == 2:
+            return (f"**Yes, for newcomers.** \"{title}\" is set to {label}. {hint} "
+                    "Ask me to \"make it easier\" if your group is new to this.")
+        return f"**No.** \"{title}\" is set to {label}. {hint} Ask me to \"make it harder\" if it proves too easy."
+    if " too easy " in padded or " too simple " in padded:
+        if level == 0:
+            return (f"**Yes, for experienced people.** \"{title}\" is set to {label}. {hint} "
+                    "Ask me to \"make it harder\" for them.")
+        return f"**No.** \"{title}\" is set to {label}. {hint}"
+    if present & _BEGINNERS:
+        if level == 0:
+            return f"**Yes.** \"{title}\" is set to {label}. {hint}"
+        if level == 1:
+            return f"**Yes, with some coaching.** \"{title}\" is set to {label}. {hint}"
+        return (f"**No, not as it stands.** \"{title}\" is set to {label}. {hint} "
+                "Ask me to \"make it easier\" to bring it down a level.")
+    if present & _EXPERTS:
+        if level == 2:
+            return f"**Yes.** \"{title}\" is set to {label}. {hint}"
+        return (f"**No, it may feel easy to them.** \"{title}\" is set to {label}. {hint} "
+                "Ask me to \"make it harder\" to add a complication.")
+    return ""
+
+
+def _exists(text: str, scenario: dict) -> str:
+    """"Is there a step about escalation?": the best-matching item, or no."""
+    match = _EXISTS.match(text)
+    if not match:
+        return ""
+    rest = t.words(text[match.end():])
+    kind = next((_KINDS[word] for word in rest[:2] if word in _KINDS), "")
+    wanted = [word for word in dict.fromkeys(t.bare(word) for word in rest) if word not in _STOP]
+    if not wanted:
+        return ""
+    stems = {word[: max(5, len(word) - 3)] if len(word) > 5 else word for word in wanted}
+    lists = {"steps": t.steps(scenario), "roles": t.roles(scenario),
+             "objectives": [t.Item(text, "") for text in t.objectives(scenario)]}
+    best: tuple[int, str, int] | None = None
+    for list_name in ([kind] if kind in lists else ["steps", "roles", "objectives"]):
+        for index, item in enumerate(lists[list_name]):
+            score = 2 * _hits(item.name, stems) + _hits(item.description, stems)
+            if score and (best is None or score > best[0]):
+                best = (score, list_name, index)
+    what = " ".join(wanted)
+    noun = {"steps": "step", "roles": "role", "objectives": "objective"}
+    if best is None:
+        looked = noun.get(kind, "step, role or objective")
+        suggestion = {"roles": f"add a role {t.title_case(what)}: <what they do>",
+                      "objectives": f"add objective <something about {what}>"}.get(
+            kind, f"add a step {t.title_case(what)}: <what happens>")
+        return f"**No.** No {looked} of \"{t.title(scenario)}\" mentions {what}. You can add one: \"{suggestion}\"."
+    _, list_name, index = best
+    item = lists[list_name][index]
+    if list_name == "objectives":
+        return f"**Yes.** Objective {index + 1}: {t.sentence(item.name)}"
+    gist = t.first_sentence(item.description, 240)
+    label = f"Step {index + 1}, \"{item.name}\"" if list_name == "steps" else f"The role \"{item.name}\""
+    return f"**Yes.** {label}" + (f": {gist}" if gist else ".")
+
+
+_NEEDS = re.compile(r"^(?:do|does|should|must)\s+(?:we|i|you|it|this|the\s+scenario)\s+(?:really\s+)?"
+                    r"(?:need|want|require)\s+(?:(?:a|an|the|one|any)\s+)?(?P<what>[\w\s'-]{2,40}?)\s*\??$", re.I)
+# Roles that help any session and need no part in the story.
+_SUPPORT_ROLES = {"observer", "facilitator", "scribe", "timekeeper", "note-taker", "notetaker", "moderator"}
+
+
+def _needs(text: str, roles: list[t.Item], named: int | None) -> str:
+    """"do we need an observer?": yes if the scenario has one or it is a support role."""
+    match = _NEEDS.match(text)
+    if not match:
+        return ""
+    if named is not None:
+        role = roles[named]
+        description = f": {t.lower_first(t.first_sentence(role.description, 200))}" if role.description else "."
+        return f"**Yes.** The scenario has one, the **{role.name}**{description}"
+    what = " ".join(t.words(match.group("what")))
+    if what.rstrip("s") in _SUPPORT_ROLES:
+        return (f"**Yes, it helps.** {t.article(what).capitalize()} {what} stays out of the action, keeps notes and "
+                f"time, and gives the debrief something concrete to work with. Add one with "
+                f"\"add a role {t.title_case(what)}\".")
+    return ""
+
+
+def _hits(text: str, stems: set[str]) -> int:
+    """How many of the stems start a word of the text (one pass over its words)."""
+    found = set()
+    for word in set(t.words(text)):
+        word = t.bare(word)
+        for stem in stems:
+            if word.startswith(stem):
+                found.add(stem)
+    return len(found)
+
+
+def _dilemma(text_words: list[str], steps: list[t.Item]) -> str:
+    """"should we pay the ransom?": the usual advice, yes or no first, and where the scenario asks it."""
+    question = t.Cues(text_words)
+    for cues, verdict, advice in phrase("dilemmas"):
+        asked = [cue for cue in cues if question.has([cue])]
+        if not asked:
+            continue
+        # The step that asks it: a cue in the title counts twice, ties go to the earlier step.
+        best, where = 0, ""
+        for index, step in enumerate(steps):
+            score = 2 * t.has_cue(t.words(step.name), asked) + t.has_cue(t.words(step.description), asked)
+            if score > best:
+                best, where = score, f" In this scenario it comes up in step {index + 1}, \"{step.name}\"."
+        return f"**{verdict}** {advice}{where}"
+    return ""

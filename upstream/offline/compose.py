@@ -25,8 +25,8 @@ from upstream.offline.explain import explain
 
 __all__ = ["compose"]
 
-# Very long input only costs time: nobody types plain edits this long, and the clause
-# parser re-reads joined clauses, so the input is capped.
+# The request limit (MAX_MESSAGE_CHARS in agent/config.py), applied again here so that a direct
+# caller gets the same bound. Every routine below is linear in the message and the scenario.
 MAX_MESSAGE_CHARS = 8000
 
 
@@ -42,7 +42,7 @@ def compose(intent: str, message: str, scenario: dict | None, history: list[dict
     current = scenario if isinstance(scenario, dict) else None
     kind = intent.strip().lower() if isinstance(intent, str) else ""
     if kind == "explain":
-        return explain(current)
+        return explain(current, text)
     if kind == "create":
         return create(text)
     if kind == "modify":

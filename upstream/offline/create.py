@@ -66,7 +66,7 @@ def create(message: str, preface: str = "") -> str:
     closing = ("Ask me to adjust it, for example \"add a role Scribe\", "
                "\"set duration_minutes to 30\" or \"make it harder\".")
     prose = f"{preface}\n\n{heading}\n\n{explanation}" if preface else f"{heading}\n\n{explanation}"
-    return f"{t.safe(prose)}\n\n{t.scenario_block(scenario)}\n{t.safe(closing)}\n"
+    return f"{t.safe(prose)}\n{t.scenario_block(scenario)}\n{t.safe(closing)}\n"
 
 
 def choose_topic(text: str) -> Topic:
@@ -152,7 +152,7 @@ def _extract_topic(text: str) -> str:
             text = f"the {rest}" if art == "the" else f"{t.article(rest)} {rest}" if art and rest else rest
     text = re.sub(r"\s+(?:for|aimed\s+at)\s+(?:complete\s+)?(?:beginners|novices|newcomers|experts|first[- ]timers)$",
                   "", text, flags=re.I)
-    text = re.sub(r"[\s,]*(?:please|thanks|thank\s+you|for\s+me|for\s+us)$", "", text, flags=re.I)
+    text = t.strip_trailing_filler(text, ("please", "thanks", "thank you", "for me", "for us"))
     text = t.clean_name(text)
     parts = text.split()
     if len(parts) > 10:

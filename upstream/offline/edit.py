@@ -18,23 +18,49 @@ from typing import Any
 from upstream.offline import text as t
 from upstream.offline.create import choose_topic, create, default_scenario
 from upstream.offline.data import phrase
-from upstream.offline.grammar import Edit, parse_request
+from upstream.offline.grammar import MAX_EDITS, TOO_MANY, Edit, parse_request
 
 
 @dataclass
 class Outcome:
     """What happened: done and failed for the explanation, ops for the patch."""
 
+    # One line per change made, each with exactly one operation in `ops`, so the count the
+    # answer gives is the patch's. Edits that needed no change are `unchanged`, not done.
     done: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
     ops: list[dict[str, Any]] = field(default_factory=list)
+    _labels: dict[tuple[int, str], tuple[Any, str]] = field(default_factory=dict, repr=False)
 
     def op(self, op: str, path: str, *value: Any) -> None:
         entry: dict[str, Any] = {"op": op, "path": path}
         if value:
             # A deep copy: later edits may change the working copy the value came from.
             entry["value"] = copy.deepcopy(value[0])
+        previous = self.ops[-1] if self.ops else None
+        if (op == "add" and previous is not None and previous["op"] == "add" and previous.get("value") == []
+                and path in (previous["path"] + "/-", previous["path"] + "/0")):
+            # The list was created for this very item: one operation adds the list with it.
+            previous["value"] = [entry["value"]]
+            return
         self.ops.append(entry)
+
+    def label(self, entry: Any, label_key: str) -> str:
+        """An entry's normalised label, worked out once per entry and message: finding an item
+        by name reads every label, and a message may hold many such edits."""
+        key = (id(entry), label_key)
+        cached = self._labels.get(key)
+        if cached is None or cached[0] is not entry:
+            # "*": the whole text of a plain entry (an objective), not a label cut at 80 characters.
+            text = t.one_line(entry) if label_key == "*" else _entry_label(entry, label_key)
+            cached = self._labels[key] = (entry, t.norm_text(text))
+        return cached[1]
+
+    def forget(self, entry: Any) -> None:
+        """An entry's label changed."""
+        for label_key in ("name", "title", ""):
+            self._labels.pop((id(entry), label_key), None)
 
 
 def modify(message: str, scenario: dict | None) -> str:
@@ -43,6 +69,10 @@ def modify(message: str, scenario: dict | None) -> str:
     working = copy.deepcopy(scenario)
     edits, unparsed = parse_request(message, working)
     outcome = apply_edits(working, edits)
+    if TOO_MANY in unparsed:
+        unparsed.remove(TOO_MANY)
+        outcome.failed.append(f"I apply at most {MAX_EDITS} edits per message, so I stopped after the first "
+                              f"{MAX_EDITS}; send the rest in another message.")
     if not (isinstance(working.get("title"), str) and working["title"].strip()):
         # A scenario must have a title; the result is useless to the caller without one.
         _put(working, outcome, "title", "Untitled scenario")
@@ -58,8 +88,8 @@ def _modify_without_scenario(message: str) -> str:
         outcome = apply_edits(base, edits)
         lines = ["**There's no scenario loaded yet**, so I started from a new general scenario and applied "
                  "your edits:"]
-        lines += [f"- {line}" for line in outcome.done + outcome.failed]
-        return f"{t.safe(chr(10).join(lines))}\n\n{t.scenario_block(base)}"
+        lines += [f"- {line}" for line in outcome.done + outcome.unchanged + outcome.failed]
+        return f"{t.safe(chr(10).join(lines))}\n{t.scenario_block(base)}"
     return create(message, preface="**There's no scenario loaded yet**, so I created a new one.")
 
 
@@ -69,21 +99,23 @@ def _response(outcome: Outcome, unparsed: list[str], scenario: dict, message: st
         count = t.plural(len(outcome.done), "change")
         parts.append("\n".join([f"**Done:** I applied {count} with the built-in offline model."]
                                + [f"- {line}" for line in outcome.done]))
+    if outcome.unchanged:
+        parts.append("\n".join(["**Already so:**"] + [f"- {line}" for line in outcome.unchanged]))
     if outcome.failed:
         parts.append("\n".join(["**Some edits could not be applied:**"] + [f"- {line}" for line in outcome.failed]))
-    if unparsed or not (outcome.done or outcome.failed):
+    if unparsed or not (outcome.done or outcome.failed or outcome.unchanged):
         parts.append(_beyond_me(unparsed, message, partial=bool(outcome.done)))
     patch = t.patch_block(outcome.ops)
     whole = t.scenario_block(scenario)
     if outcome.ops and len(patch) > len(whole):
         # Most of the document changed: the whole scenario is the shorter answer.
         parts.append("The change touches most of the scenario, so I sent it whole.")
-        return f"{t.safe(_paragraphs(parts))}\n\n{whole}"
+        return f"{t.safe(_paragraphs(parts))}\n{whole}"
     if outcome.ops:
         parts.append(f"Everything else stays as it was ({t.plural(len(outcome.ops), 'patch operation')}).")
     else:
         parts.append("The scenario is unchanged.")
-    return f"{t.safe(_paragraphs(parts))}\n\n{patch}"
+    return f"{t.safe(_paragraphs(parts))}\n{patch}"
 
 
 def _paragraphs(parts: list[str]) -> str:
@@ -120,12 +152,12 @@ def _put(doc: dict, outcome: Outcome, key: str, value: Any) -> None:
     doc[key] = value
 
 
-def _find_named(entries: list[Any], ref: str, label_key: str) -> int | None:
+def _find_named(entries: list[Any], ref: str, label_key: str, outcome: Outcome) -> int | None:
     """Index of the entry whose name matches ref: exact first, then a unique partial match."""
     wanted = t.norm_text(ref)
     if not wanted:
         return None
-    labels = [t.norm_text(_entry_label(entry, label_key)) for entry in entries]
+    labels = [outcome.label(entry, label_key) for entry in entries]
     for index, entry_label in enumerate(labels):
         if entry_label == wanted:
             return index
@@ -194,7 +226,7 @@ def _apply_set(doc: dict, edit: Edit, outcome: Outcome) -> None:
     shown = t.quote(value, 120) if isinstance(value, str) else t.summarise(value)
     name = t.label(key).lower()
     if old == value and type(old) is type(value):
-        outcome.done.append(f"The {name} was already {shown}, so nothing changed there.")
+        outcome.unchanged.append(f"The {name} was already {shown}, so nothing changed there.")
         return
     _put(doc, outcome, key, value)
     outcome.done.append(f"Added the {name}: {shown}." if old is None else f"Changed the {name} to {shown}.")
@@ -217,11 +249,12 @@ def _apply_difficulty_move(doc: dict, edit: Edit, outcome: Outcome) -> None:
         target = 2 if harder else 0  # an unknown label counts as intermediate
     if current is not None and target == level:
         if harder:
-            note = f"The difficulty is already {levels[level]}, the hardest level I know, so I made the play harder."
-            outcome.done.append(note)
+            before = len(outcome.done)
             if _harden(doc, outcome):
+                # Said on the change itself: the level stays, and that line is the one change made.
+                outcome.done[before] = (f"The difficulty is already {levels[level]}, the hardest level I know, so I "
+                                        f"made the play harder instead. {outcome.done[before]}")
                 return
-            outcome.done.remove(note)
         extreme = "hardest" if harder else "easiest"
         outcome.failed.append(f"The difficulty is already {levels[level]}, the {extreme} level I know, so I left it.")
         return
@@ -241,7 +274,7 @@ def _add_complication(doc: dict, outcome: Outcome) -> bool:
     steps = doc.get("steps")
     if steps is not None and not isinstance(steps, list):
         return False
-    if any(t.norm_text(_entry_label(step, "title")).startswith("complication") for step in steps or []):
+    if any(outcome.label(step, "title").startswith("complication") for step in steps or []):
         return False
     about = " ".join(t.one_line(doc.get(key)) for key in ("title", "summary", "setting", "tags"))
     step = dict(choose_topic(about).complication)
@@ -296,8 +329,8 @@ def _apply_add_role(doc: dict, edit: Edit, outcome: Outcome) -> None:
     if roles is None:
         return
     name, description = edit.args["name"], edit.args["description"]
-    existing = next((index for index, role in enumerate(roles)
-                     if t.norm_text(_entry_label(role, "name")) == t.norm_text(name)), None)
+    wanted = t.norm_text(name)
+    existing = next((index for index, role in enumerate(roles) if outcome.label(role, "name") == wanted), None)
     if existing is not None:
         if description and isinstance(roles[existing], dict):
             role = roles[existing]
@@ -308,15 +341,40 @@ def _apply_add_role(doc: dict, edit: Edit, outcome: Outcome) -> None:
         else:
             outcome.failed.append(f"There is already a role called \"{name}\", so I didn't add another.")
         return
-    text = t.sentence(description) if description else (
-        "Added on request; agree their goals and what they know before the session starts.")
+    text = t.sentence(description) if description else role_description(name, doc)
     role = {"name": name, "description": text}
     outcome.op("add", t.pointer("roles", "-"), role)
     roles.append(role)
-    outcome.done.append(f"Added the role \"{name}\".")
+    outcome.done.append(f"Added the role \"{name}\" ({t.lower_first(text).rstrip('.')}).")
 
 
-def _target_index(entries: list[Any], edit: Edit, label_key: str) -> int | None:
+def _lower_name(name: str) -> str:
+    """"Night Porter" -> "night porter", "HR Manager" -> "HR manager": mid-sentence, acronyms kept."""
+    return " ".join(word if word.isupper() and len(word) > 1 else word.lower() for word in name.split())
+
+
+def role_description(name: str, scenario: dict) -> str:
+    """A description for a role added by name only: what such a person does in an exercise.
+
+    The role's own words pick the entry in data/phrases.json ("role_descriptions"): the
+    distinctive ones first ("HR" in "HR Manager"), then the generic heads ("manager"). A name
+    none of them knows gets a sentence built around the name itself.
+    """
+    lowered = name.lower()
+    table = phrase("role_descriptions")
+    for cues, text in table:
+        if lowered in cues:
+            return text
+    generic = set(phrase("generic_role_words"))
+    name_words = [t.bare(word) for word in reversed(t.words(name))]
+    for word in [word for word in name_words if word not in generic] + [w for w in name_words if w in generic]:
+        for cues, text in table:
+            if word in cues:
+                return text
+    return phrase("role_description_default").format(name=_lower_name(name), title=t.title(scenario))
+
+
+def _target_index(entries: list[Any], edit: Edit, label_key: str, outcome: Outcome) -> int | None:
     """Where the edit's target is now: by identity if pinned, else by number or name."""
     if "target" in edit.args:
         return next((index for index, entry in enumerate(entries) if entry is edit.args["target"]), None)
@@ -325,16 +383,16 @@ def _target_index(entries: list[Any], edit: Edit, label_key: str) -> int | None:
         if number == -1 and entries:
             return len(entries) - 1
         return number - 1 if 1 <= number <= len(entries) else None
-    return _find_named(entries, edit.args.get("ref", ""), label_key)
+    return _find_named(entries, edit.args.get("ref", ""), label_key, outcome)
 
 
 def _apply_remove_named(doc: dict, edit: Edit, outcome: Outcome, key: str, label_key: str, noun: str) -> None:
     entries = _list_field(doc, key, outcome, create=False)
     if entries is None:
         return
-    index = _target_index(entries, edit, label_key)
+    index = _target_index(entries, edit, label_key, outcome)
     if index is None:
-        known = t.short_list([t.quote(_entry_label(entry, label_key), 60) for entry in entries])
+        known = _known(entries, label_key)
         what = edit.args.get("ref") or f"number {edit.args.get('number')}"
         suffix = f" The {key} are: {known}." if known else f" There are no {key}."
         outcome.failed.append(f"I couldn't find the {noun} {t.quote(str(what))}.{suffix}")
@@ -348,15 +406,39 @@ def _apply_rename_role(doc: dict, edit: Edit, outcome: Outcome) -> None:
     roles = _list_field(doc, "roles", outcome, create=False)
     if roles is None:
         return
-    index = _find_named(roles, edit.args["old"], "name")
+    index = _find_named(roles, edit.args["old"], "name", outcome)
     if index is None or not isinstance(roles[index], dict):
-        known = t.short_list([t.quote(_entry_label(role, "name"), 60) for role in roles])
+        known = _known(roles, "name")
         outcome.failed.append(f"I couldn't find the role {t.quote(edit.args['old'])}. The roles are: {known or 'none'}.")
         return
     old = _entry_label(roles[index], "name")
     outcome.op("replace" if "name" in roles[index] else "add", t.pointer("roles", index, "name"), edit.args["new"])
     roles[index]["name"] = edit.args["new"]
+    outcome.forget(roles[index])
     outcome.done.append(f"Renamed the role \"{old}\" to \"{edit.args['new']}\".")
+
+
+def _known(entries: list[Any], label_key: str) -> str:
+    """The first few labels and how many more: never a walk through a whole long list."""
+    shown = [t.quote(_entry_label(entry, label_key), 60) for entry in entries[:5]]
+    return f"{', '.join(shown)} and {len(entries) - 5} more" if len(entries) > 5 else t.join_words(shown)
+
+
+def _apply_rename_step(doc: dict, edit: Edit, outcome: Outcome) -> None:
+    steps = _list_field(doc, "steps", outcome, create=False)
+    if steps is None:
+        return
+    index = _target_index(steps, edit, "title", outcome)
+    if index is None or not isinstance(steps[index], dict):
+        what = edit.args.get("ref") or f"number {edit.args.get('number')}"
+        known = _known(steps, "title") or "none"
+        outcome.failed.append(f"I couldn't find the step {t.quote(str(what))}. The steps are: {known}.")
+        return
+    old = _entry_label(steps[index], "title")
+    outcome.op("replace" if "title" in steps[index] else "add", t.pointer("steps", index, "title"), edit.args["new"])
+    steps[index]["title"] = edit.args["new"]
+    outcome.forget(steps[index])
+    outcome.done.append(f"Renamed step {index + 1} from \"{old}\" to \"{edit.args['new']}\".")
 
 
 def _apply_add_step(doc: dict, edit: Edit, outcome: Outcome) -> None:
@@ -365,7 +447,7 @@ def _apply_add_step(doc: dict, edit: Edit, outcome: Outcome) -> None:
         return
     title, description = edit.args["title"], edit.args["description"]
     entry = {"title": title, "description": t.sentence(description) if description else
-             "Added on request; describe what happens and what participants must decide."}
+             phrase("step_description_default").format(step=_lower_name(title))}
     index, relation = edit.args["index"], edit.args["relation"]
     if index is None or index == -1:
         position = len(steps)
@@ -382,7 +464,8 @@ def _apply_add_objective(doc: dict, edit: Edit, outcome: Outcome) -> None:
     if objectives is None:
         return
     text = edit.args["text"]
-    if any(t.norm_text(t.one_line(item)) == t.norm_text(text) for item in objectives):
+    wanted = t.norm_text(text)
+    if any(outcome.label(item, "*") == wanted for item in objectives):
         outcome.failed.append(f"The objective {t.quote(text)} is already there.")
         return
     outcome.op("add", t.pointer("objectives", "-"), text)
@@ -425,6 +508,8 @@ def apply_edits(doc: dict, edits: list[Edit]) -> Outcome:
             _apply_add_role(doc, edit, outcome)
         elif kind == "rename_role":
             _apply_rename_role(doc, edit, outcome)
+        elif kind == "rename_step":
+            _apply_rename_step(doc, edit, outcome)
         elif kind == "remove_role":
             _apply_remove_named(doc, edit, outcome, "roles", "name", "role")
         elif kind == "add_step":

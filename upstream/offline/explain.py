@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from upstream.offline import text as t
+from upstream.offline.chat import focused
 from upstream.offline.data import phrase
 
 
-def explain(scenario: dict | None) -> str:
+def explain(scenario: dict | None, message: str = "") -> str:
     if scenario is None:
         hint = phrase("start_hint").format(samples=phrase("samples"))
         return t.safe(f"**There is no scenario loaded yet**, so there is nothing to explain.\n\n{hint}\n")
+    # "Explain step 2", "in one sentence": answer what was asked, not the whole scenario.
+    answer = focused(message, scenario)
+    if answer:
+        return t.safe(answer) + "\n"
     sections = [_overview(scenario), _roles(scenario), _steps(scenario), _objectives(scenario),
                 _extras(scenario), _closing(scenario)]
     return t.safe("\n\n".join(section for section in sections if section)) + "\n"

@@ -140,11 +140,43 @@ def norm_text(text: str) -> str:
     return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
 
 
+_TRAILING_FILLERS = ("please", "thanks", "thank you", "too", "as well", "for me", "for us")
+
+
+def strip_trailing_filler(text: str, fillers: tuple[str, ...] = _TRAILING_FILLERS) -> str:
+    """"add a Scribe too, please!" -> "add a Scribe": trailing punctuation and polite words off.
+
+    Plain string operations rather than a regular expression: a pattern such as
+    `[\\s,]*(?:please)?[\\s!?]*$` retries its whole tail at every comma of a long run, which
+    is quadratic in the run's length.
+    """
+    text = text.rstrip(" \t\n,!?")
+    for _ in range(3):
+        lowered = text.lower()
+        for filler in fillers:
+            if lowered.endswith(filler) and (len(lowered) == len(filler) or not lowered[-len(filler) - 1].isalnum()):
+                text = text[: -len(filler)].rstrip(" \t\n,!?")
+                break
+        else:
+            break
+    return text
+
+
+class Cues:
+    """A text's words, ready for many `has` questions: the set and the joined text are built once."""
+
+    def __init__(self, text_words: list[str]) -> None:
+        self.vocabulary = set(text_words)
+        self.padded = " " + " ".join(text_words) + " "
+
+    def has(self, cues: list[str]) -> bool:
+        """Whether any cue occurs: single words by word, phrases by words in a row."""
+        return any((" " in cue and f" {cue} " in self.padded) or cue in self.vocabulary for cue in cues)
+
+
 def has_cue(text_words: list[str], cues: list[str]) -> bool:
     """Whether any cue occurs: single words by word, phrases by words in a row."""
-    vocabulary = set(text_words)
-    padded = " " + " ".join(text_words) + " "
-    return any((" " in cue and f" {cue} " in padded) or cue in vocabulary for cue in cues)
+    return Cues(text_words).has(cues)
 
 
 # ---------------------------------------------------------------------------
@@ -281,19 +313,90 @@ def _fence_safe(dumped: str) -> str:
     return dumped
 
 
+# A block ends at its closing fence: whatever follows it is the caller's. An answer that ends
+# with its block therefore ends there, with no blank lines left in the prose.
+
+
 def scenario_block(scenario: dict) -> str:
     """The fenced ```scenario block with the pretty JSON."""
     dumped = json.dumps(scenario, indent=2, ensure_ascii=False, default=str)
-    return f"```scenario\n{_fence_safe(dumped)}\n```\n"
+    return f"```scenario\n{_fence_safe(dumped)}\n```"
 
 
 def patch_block(ops: list[dict[str, Any]]) -> str:
     """The fenced ```patch block: a JSON array of RFC 6902 operations, one per line."""
     lines = [_fence_safe(json.dumps(op, ensure_ascii=False, default=str)) for op in ops]
     body = "[\n  " + ",\n  ".join(lines) + "\n]" if lines else "[]"
-    return f"```patch\n{body}\n```\n"
+    return f"```patch\n{body}\n```"
 
 
 def pointer(*parts: str | int) -> str:
     """An RFC 6901 JSON Pointer: "~" and "/" inside a key are escaped."""
     return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in parts)
+
+
+# ---------------------------------------------------------------------------
+# Which of many names a text mentions, without a loop over names x text
+# ---------------------------------------------------------------------------
+
+# Names are looked up as runs of up to this many words; a longer name is known by its first words.
+_MAX_NAME_WORDS = 8
+# A stem ("commander" -> "comman") is looked up as a word's prefix of at most this length.
+_MAX_STEM = 24
+
+
+def bare(word: str) -> str:
+    """A word without a possessive ending: "ciso's" -> "ciso"."""
+    return word[:-2] if word.endswith(("'s", "’s")) else word
+
+
+class Mentions:
+    """An index of names (roles, steps) answering "which of them does this text mention?".
+
+    Building it reads every name once; a lookup reads the text's words once, with a bounded
+    number of dictionary probes per word. A text of n words against k names therefore costs
+    O(n + k), where a regular expression per name would cost O(n x k): the difference between
+    microseconds and seconds for a long message against a 64 KiB scenario.
+
+    A name counts as mentioned when its words occur in a row (`full`), or, with `stems`, when a
+    word starts with the stem of the name's last distinctive word, as `mentions` does
+    ("command" and "counsel's" for "Incident Commander" and "Legal Counsel").
+    """
+
+    def __init__(self, names: list[str], stems: bool = False) -> None:
+        self._full: dict[tuple[str, ...], list[int]] = {}
+        self._stems: dict[str, list[int]] = {}
+        generic = set(phrase("generic_role_words"))
+        for index, name in enumerate(names):
+            key = tuple(bare(word) for word in words(name))[:_MAX_NAME_WORDS]
+            if key:
+                self._full.setdefault(key, []).append(index)
+            if stems:
+                distinctive = [word for word in key if len(word) > 3 and word not in generic]
+                if distinctive:
+                    head = distinctive[-1]
+                    stem = head[: max(5, len(head) - 3)][:_MAX_STEM]
+                    self._stems.setdefault(stem, []).append(index)
+        self._lengths = sorted({len(key) for key in self._full})
+        self._stem_lengths = sorted({len(stem) for stem in self._stems})
+
+    def find(self, text_words: list[str]) -> list[int]:
+        """Indices of the names the text mentions, in index order."""
+        found: set[int] = set()
+        text_words = [bare(word) for word in text_words]
+        count = len(text_words)
+        for length in self._lengths:
+            for start in range(count - length + 1):
+                hit = self._full.get(tuple(text_words[start:start + length]))
+                if hit:
+                    found.update(hit)
+        if self._stems:
+            for word in set(text_words):
+                for part in {word, *re.split(r"['’-]", word)}:
+                    for length in self._stem_lengths:
+                        if length > len(part):
+                            break
+                        hit = self._stems.get(part[:length])
+                        if hit:
+                            found.update(hit)
+        return sorted(found)
