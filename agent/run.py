@@ -259,11 +259,12 @@ class Run:
             if patch is not None and patch.block is not None:
                 scenario, changes = patch.finish(requested_removals(self.request.message, old))
                 return Scenario(scenario, changes)
-            new = pick_block(splitter.blocks)
+            limit = self.max_scenario_bytes
+            new = pick_block(splitter.blocks, limit)
             if old is None or patch is None:  # create: a new scenario, whatever was loaded before
-                validate_created(new)
+                validate_created(new, limit)
                 return Scenario(new, [{"op": "replace", "path": "", "text": "created the scenario"}])
-            validate_modified(old, new, requested_removals(self.request.message, old))
+            validate_modified(old, new, requested_removals(self.request.message, old), max_bytes=limit)
             return Scenario(new, described_diff(old, new))
         except InvalidScenario as exc:
             raise _NoResult(str(exc)) from None
@@ -332,7 +333,8 @@ class _Patch:
     result is all operations or none."""
 
     def __init__(self, scenario: dict[str, Any] | None, max_bytes: int) -> None:
-        self._preview = PatchPreview(scenario if scenario is not None else {})
+        self._preview = PatchPreview(scenario if scenario is not None else {}, max_bytes=max_bytes)
+        self._max_bytes = max_bytes
         self.block: Any = None  # the block being previewed; later patch blocks are not read
         self._failure: InvalidScenario | None = None
 
@@ -353,5 +355,5 @@ class _Patch:
         if self._failure is not None:
             raise self._failure
         if self.block is not None and self.block.overflow:
-            raise InvalidScenario("the patch block is larger than 64 KiB")
+            raise InvalidScenario(f"the patch block is larger than {self._max_bytes // 1024} KiB")
         return self._preview.finish(removals)

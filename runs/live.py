@@ -123,6 +123,8 @@ class LiveRun:
         try:
             async for event in events:
                 self._append(event)
+                if self.log.lagging():
+                    await self.log.caught_up()
         except asyncio.CancelledError:
             if self.stopped_by is None:
                 raise  # not ours: the loop is going away

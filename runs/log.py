@@ -5,6 +5,10 @@
 closed (after `done`). Appending never awaits, so a slow reader never slows the producer or
 the other readers; a reader that falls behind the retained frames gets `LogTruncated`.
 
+Flow control: the producer waits while an attached reader has more than HIGH_WATER bytes
+still to take, as a response without a log would hold back its upstream; a run with no reader
+(detached) is read at the model's pace.
+
 Bounds: a log keeps at most `max_bytes` of frames, and all logs of the process together at
 most `Totals.limit`. Past either, the oldest frames of the log being appended to are dropped,
 but never one that an attached reader has still to read: the run keeps streaming live to its
@@ -23,6 +27,9 @@ from typing import Any, AsyncGenerator, AsyncIterator, Callable, Protocol
 
 # What a frame costs besides its bytes (the list slot, the event object): counted in the bounds.
 _OVERHEAD = 64
+# Flow control: past this many bytes that an attached reader has still to take, the producer
+# waits (web/stream.py: a reader that stops reading is let go after SEND_TIMEOUT_SECONDS).
+HIGH_WATER = 64 * 1024
 
 
 class LogTruncated(Exception):
@@ -48,12 +55,14 @@ class MemoryLog:
     def __init__(self, max_bytes: int, totals: Totals) -> None:
         self.max_bytes = max_bytes
         self.totals = totals
-        # (event or None, frame) from `first_seq` on. The event object is kept only for runs
+        # (event or None, frame, bytes appended before it) from `first_seq` on. The event object is kept only for runs
         # whose one reader needs more than bytes (the buffered answer, the lab).
         self.entries: list[tuple[Any, bytes]] = []
         self.first_seq = 1
         self.bytes = 0
+        self.appended = 0  # every frame's cost ever appended (not lowered by trimming)
         self.closed = False
+        self._producer: asyncio.Future[None] | None = None  # set while the producer waits for readers
         # One future per reader waiting for the next frame (not one shared: a reader cancelled
         # while waiting must not cancel the others' wait).
         self._waiting: list[asyncio.Future[None]] = []
@@ -66,7 +75,8 @@ class MemoryLog:
 
     def append(self, event: Any, frame: bytes) -> None:
         cost = len(frame) + _OVERHEAD
-        self.entries.append((event, frame))
+        self.entries.append((event, frame, self.appended))
+        self.appended += cost
         self.bytes += cost
         self.totals.bytes += cost
         if self.bytes > self.max_bytes or self.totals.bytes > self.totals.limit:
@@ -98,6 +108,24 @@ class MemoryLog:
             if not future.done():
                 future.set_result(None)
 
+    def lagging(self) -> bool:
+        """Whether an attached reader has more than HIGH_WATER bytes still to take."""
+        if not self._cursors:
+            return False
+        index = min(self._cursors.values()) - self.first_seq
+        return 0 <= index < len(self.entries) and self.appended - self.entries[index][2] > HIGH_WATER
+
+    async def caught_up(self) -> None:
+        """Until no attached reader lags (one caught up, left, or the log was closed)."""
+        while self.lagging() and not self.closed:
+            self._producer = asyncio.get_running_loop().create_future()
+            await self._producer
+
+    def _release_producer(self) -> None:
+        if self._producer is not None and not self._producer.done():
+            self._producer.set_result(None)
+        self._producer = None
+
     def close(self) -> None:
         """No frame follows (the run ended): readers end once they have read the last one."""
         self.closed = True
@@ -119,9 +147,11 @@ class MemoryLog:
                     raise LogTruncated(self.first_seq)
                 self._cursors[me] = seq
                 if seq <= self.last_seq:
-                    event, data = self.entries[seq - self.first_seq]
+                    event, data, _ = self.entries[seq - self.first_seq]
                     yield seq, event, data
                     seq += 1
+                    if self._producer is not None and not self.lagging():
+                        self._release_producer()
                 elif self.closed:
                     return
                 else:
@@ -130,6 +160,7 @@ class MemoryLog:
                     await future
         finally:
             self._cursors.pop(me, None)
+            self._release_producer()  # a reader gone may have been the one the producer waited for
 
 
 class LogWriter(Protocol):

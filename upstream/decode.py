@@ -78,36 +78,20 @@ class ChatStreamDecoder:
         out: list[str | Thinking | Finish] = []
         if self.done or self.error is not None:
             return out
-        if chunk and self.empty:
-            self.empty = False
+        self.empty = self.empty and not chunk
         try:
             for data in self._sse.feed(chunk):
                 if data == "[DONE]":
-                    if self._think is not None:
-                        self._pieces(self._think.flush(), out)
-                    self.done = True
-                    out.append(Finish(self._reason, self._usage))
-                    return out
+                    return self._finish(out)
                 payload = _loads(data)
-                if payload.__class__ is not dict:
-                    raise _Invalid("a chunk that is not a JSON object")
-                if "error" in payload:
-                    self.upstream_error = payload["error"]
-                    raise payload_error(payload["error"])
-                usage = payload.get("usage")
-                if usage:
-                    if usage.__class__ is not dict:
-                        raise _Invalid("usage that is not an object")
-                    self._usage = usage
+                if payload.__class__ is not dict or "error" in payload or payload.get("usage"):
+                    self._unusual(payload)
                 choices = payload["choices"]
                 if not choices:
                     continue  # the usage chunk, or Azure's prompt_filter_results
                 choice = choices[0]
-                reason = choice.get("finish_reason")
-                if reason:
-                    if reason.__class__ is not str:
-                        raise _Invalid("a finish_reason that is not a string")
-                    self._reason = reason
+                if choice.get("finish_reason"):
+                    self._reason = _string(choice["finish_reason"], "a finish_reason")
                 delta = choice.get("delta")
                 if delta is None:
                     continue  # e.g. Azure's content_filter_offsets chunks
@@ -116,27 +100,40 @@ class ChatStreamDecoder:
                 content = delta.get("content")
                 if len(delta) > 1 or content is None:
                     self._other_fields(delta, out)
-                if content.__class__ is str:
-                    if not content:
-                        continue
+                if content:
                     if self._think is not None:
-                        self._inline(content, out)
+                        self._inline(_string(content, "content"), out)
                     else:
-                        _append(out, content, str)
-                elif content is not None:
-                    raise _Invalid("content that is not a string")
+                        _append(out, _string(content, "content"), str)
         except errors.AgentError as exc:
             self.error = exc
             self.problem = "an error payload in the stream"
-        except StreamTooLarge as exc:
-            self._invalid(str(exc))
-        except _Invalid as exc:
+        except (StreamTooLarge, _Invalid) as exc:
             self._invalid(str(exc))
         except RecursionError:
             self._invalid("a chunk nested too deep to decode")
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             self._invalid("a chunk that is not valid JSON of the chunk shape")
         return out
+
+    def _finish(self, out: list[str | Thinking | Finish]) -> list[str | Thinking | Finish]:
+        """`data: [DONE]`: what the inline-think splitter held, then the Finish."""
+        if self._think is not None:
+            self._pieces(self._think.flush(), out)
+        self.done = True
+        out.append(Finish(self._reason, self._usage))
+        return out
+
+    def _unusual(self, payload: Any) -> None:
+        """A chunk that is not an object, an error payload (raised), or one with usage (kept)."""
+        if payload.__class__ is not dict:
+            raise _Invalid("a chunk that is not a JSON object")
+        if "error" in payload:
+            self.upstream_error = payload["error"]
+            raise payload_error(payload["error"])
+        if payload["usage"].__class__ is not dict:
+            raise _Invalid("usage that is not an object")
+        self._usage = payload["usage"]
 
     def _invalid(self, problem: str) -> None:
         self.error = errors.upstream_invalid_response()
@@ -170,6 +167,12 @@ class ChatStreamDecoder:
     def _pieces(pieces: list[tuple[str, str]], out: list[str | Thinking | Finish]) -> None:
         for kind, text in pieces:
             _append(out, text, Thinking if kind == REASONING else str)
+
+
+def _string(value: Any, what: str) -> str:
+    if value.__class__ is not str:
+        raise _Invalid(f"{what} that is not a string")
+    return value
 
 
 def _details_text(details: Any) -> str | None:

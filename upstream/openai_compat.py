@@ -110,20 +110,7 @@ class OpenAICompatible:
                     yield item
                 if decoder.done or decoder.error is not None:
                     break
-            if decoder.error is not None:
-                fields = {"problem": decoder.problem}
-                if decoder.upstream_error is not None:
-                    fields.update(details(status, decoder.upstream_error, self._secret))
-                failed = decoder.error, fields
-            elif decoder.done:
-                await _drain(chunks)
-            elif decoder.empty and _framed(response):
-                # llama.cpp's Python server answers a prompt longer than its context with HTTP 200
-                # and an empty body that ends cleanly: the zero-size chunk, no event, no [DONE].
-                failed = errors.context_too_long(), {"problem": "HTTP 200 with an empty body, ended by its framing "
-                                                                "(llama.cpp: the prompt is longer than its context)"}
-            else:
-                failed = errors.upstream_interrupted(), {"problem": "the body ended without data: [DONE]"}
+            failed = await self._ending(decoder, response, chunks, status)
         except _BadBody as exc:
             failed = errors.upstream_invalid_response(), {"problem": str(exc)}
         except (openai.APIError, httpx.HTTPError) as exc:
@@ -141,6 +128,24 @@ class OpenAICompatible:
             await response.aclose()
         if failed is not None:
             raise failed[0] from None
+
+    async def _ending(self, decoder: ChatStreamDecoder, response: httpx.Response, chunks: AsyncIterator[bytes], status: str) -> tuple[errors.AgentError, dict[str, Any]] | None:
+        """How the body ended, once its loop is over: None when it ended well (or this side
+        closed it), else the error and the log fields that say why."""
+        if decoder.error is not None:
+            fields = {"problem": decoder.problem}
+            if decoder.upstream_error is not None:
+                fields.update(details(status, decoder.upstream_error, self._secret))
+            return decoder.error, fields
+        if decoder.done:
+            await _drain(chunks)
+            return None
+        if decoder.empty and _framed(response):
+            # llama.cpp's Python server answers a prompt longer than its context with HTTP 200
+            # and an empty body that ends cleanly: the zero-size chunk, no event, no [DONE].
+            return errors.context_too_long(), {"problem": "HTTP 200 with an empty body, ended by its framing "
+                                                          "(llama.cpp: the prompt is longer than its context)"}
+        return errors.upstream_interrupted(), {"problem": "the body ended without data: [DONE]"}
 
     def _body_for(self, prompt: Prompt, max_tokens: int) -> dict[str, Any]:
         body: dict[str, Any] = {
