@@ -183,17 +183,26 @@ function settle(copies, delta) {
 
 const has = (object, key) => Object.prototype.hasOwnProperty.call(object, key) && object[key] !== undefined;
 
+/** Does `object` have more than `n` members? Stops counting there (Object.keys would list all). */
+function membersOver(object, n) {
+  let count = 0;
+  for (const key in object) {
+    if (Object.prototype.hasOwnProperty.call(object, key) && ++count > n) return true;
+  }
+  return false;
+}
+
 /** Bytes that adding a value of `valueBytes` under `last` of `parent` adds (a member replaced, or one more). */
 function addDelta(parent, last, valueBytes) {
   if (Array.isArray(parent)) return valueBytes + (parent.length ? 1 : 0);
   if (has(parent, last)) return valueBytes - jsonBytes(parent[last]);
-  return (Object.keys(parent).length ? 1 : 0) + stringSize(last) + 1 + valueBytes;
+  return (membersOver(parent, 0) ? 1 : 0) + stringSize(last) + 1 + valueBytes;
 }
 
 /** Bytes that removing `last` from `parent` takes away (as a negative number). */
 function removeDelta(parent, last) {
   if (Array.isArray(parent)) return -(jsonBytes(parent[Number(last)]) + (parent.length > 1 ? 1 : 0));
-  return -(jsonBytes(parent[last]) + stringSize(last) + 1 + (Object.keys(parent).length > 1 ? 1 : 0));
+  return -(jsonBytes(parent[last]) + stringSize(last) + 1 + (membersOver(parent, 1) ? 1 : 0));
 }
 
 /** Refuse an operation that grows the document (by `delta`) to `after` bytes, over the limit. */
