@@ -7,9 +7,10 @@
 //                                                 change (`live`), re-parsing a long open block
 //                                                 only as it grows by a fraction of its length
 //
-// Every step is linear in the text it reads: streaming a text of any content in small pieces
-// costs a bounded multiple of one parse of it (tests/js/markdown.test.mjs measures adversarial
-// patterns).
+// Every step costs about the length of the text it reads (at most a binary search more per
+// delimiter): streaming a text of any content in small pieces costs a bounded multiple of one
+// parse of it, plus re-parsing each block's first kilobyte per piece
+// (tests/js/markdown.test.mjs measures adversarial patterns).
 //
 // The subset: ATX headings (# .. ######), paragraphs, **bold** / __bold__, *italics* / _italics_,
 // `inline code`, fenced code blocks (``` or ~~~, an unclosed fence runs to the end), bullet and
