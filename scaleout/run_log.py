@@ -293,6 +293,7 @@ class RedisRunLog:
         self._dirty: dict[RedisLogWriter, None] = {}  # insertion-ordered set
         self._timer: asyncio.TimerHandle | None = None
         self._flushing: asyncio.Task[None] | None = None
+        self._again = False
         self.live_processes: int | None = None
         self.flushes = 0
         self.entries_written = 0
@@ -314,20 +315,32 @@ class RedisRunLog:
         return writer
 
     def _queued(self, writer: RedisLogWriter, urgent: bool) -> None:
+        """A frame is waiting. The flush timer runs from the first frame waiting, also while a
+        flush is under way (a frame never waits a flush's round trip plus a whole period)."""
         self._dirty[writer] = None
-        if self._flushing is not None:
-            return  # the flush under way schedules the next one when it ends
         if urgent:
+            self._fire()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(FLUSH_SECONDS, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._fire()
+
+    def _fire(self) -> None:
+        """Flush now; or when the flush under way ends; or, Redis being out, after the breaker's pause."""
+        pause = self.shared.open_until - time.monotonic()
+        if pause > 0:
+            if self._timer is None:
+                self._timer = asyncio.get_running_loop().call_later(pause, self._on_timer)
+            return
+        if self._flushing is not None:
+            self._again = True
+            return
+        if self._dirty:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
-            self._start()
-        elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(FLUSH_SECONDS, self._start)
-
-    def _start(self) -> None:
-        self._timer = None
-        if self._flushing is None and self._dirty:
             self._flushing = asyncio.get_running_loop().create_task(self._flush())
 
     async def _flush(self) -> None:
@@ -335,11 +348,12 @@ class RedisRunLog:
             await self._flush_once()
         finally:
             self._flushing = None
+            again, self._again = self._again, False
             if self._dirty:
-                # Frames that came meanwhile, or a batch Redis did not take: next round, after
-                # the breaker's pause when Redis is out.
-                delay = max(FLUSH_SECONDS, self.shared.open_until - time.monotonic())
-                self._timer = asyncio.get_running_loop().call_later(delay, self._start)
+                if again:
+                    self._fire()
+                elif self._timer is None:
+                    self._timer = asyncio.get_running_loop().call_later(FLUSH_SECONDS, self._on_timer)
             self._forget_closed()
 
     async def _flush_once(self) -> None:
@@ -534,7 +548,7 @@ class RedisRunLog:
             self._timer.cancel()
             self._timer = None
         if self._dirty and self._flushing is None:
-            self._start()
+            self._fire()
         if self._flushing is not None:
             try:
                 async with asyncio.timeout(1.0):

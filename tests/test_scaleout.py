@@ -679,3 +679,43 @@ def test_rediss_urls_can_skip_verifying_a_self_signed_certificate() -> None:
     assert checked.pool.connection_kwargs.get("ssl_cert_reqs", "required") == "required"
     assert unchecked.pool.connection_kwargs["ssl_cert_reqs"] == "none"
     assert "ssl_cert_reqs" not in plain.pool.connection_kwargs
+
+
+def test_flushes_keep_their_pace_without_urgent_frames_on_uvloop(redis: RedisServer) -> None:
+    """The app runs on uvloop, whose timers report their time in whole milliseconds: the
+    flusher must not take a timer that has fired for one still pending (it would stop
+    flushing until the next run's first frame or `done`)."""
+    uvloop = pytest.importorskip("uvloop")
+    run_id = "3" * 32
+    frames = frames_of(run_id, 302)
+
+    async def scenario() -> None:
+        a, b = Shared(redis.url), Shared(redis.url)
+        log_a = RedisRunLog(a, Metrics(), max_bytes=1 << 20, retention_seconds=60)
+        log_b = RedisRunLog(b, Metrics(), max_bytes=1 << 20, retention_seconds=60)
+        await log_a.beat()
+        writer = log_a.writer(run_id)
+        writer.append(1, frames[0])
+        await asyncio.sleep(0.1)
+        sent: dict[bytes, float] = {}
+        lags: list[float] = []
+
+        async def read() -> None:
+            async for data in await log_b.join(run_id, 1):
+                if data in sent:
+                    lags.append(time.monotonic() - sent[data])
+
+        reader = asyncio.create_task(read())
+        for seq in range(2, 302):  # chat frames only: none of them is urgent
+            sent[frames[seq - 1]] = time.monotonic()
+            writer.append(seq, frames[seq - 1])
+            await asyncio.sleep(0.01)
+        writer.append(302, frames[301])
+        await asyncio.wait_for(reader, 5)
+        assert len(lags) == 300
+        assert max(lags) < 0.5, max(lags)
+        await writer.close()
+        await a.aclose()
+        await b.aclose()
+
+    uvloop.run(scenario())
