@@ -32,9 +32,14 @@ Stop from any process: the run id goes into `cancels`; every process that writes
 `cancels` about its own runs every CANCEL_POLL_SECONDS (one ZMSCORE), so a Stop reaches the
 owner well within a second, even one sent before the owner's first flush.
 
-Retention: a running log's key expires RETENTION + RUNNING_TTL_EXTRA after its last flush
-(refreshed every TTL_REFRESH_SECONDS), so a killed owner's log is still there for joiners to
-replay and get `run_lost`; a closed log expires RUN_RETENTION_SECONDS after `done`.
+A join for a run that holds a stream slot (limits.StreamSlots) but whose first frames are not
+in Redis yet (its own client can see them a moment before the flush) waits up to
+FIRST_WAIT_MS for them rather than answering "unknown".
+
+Retention: a running log's expiry is set to RUN_RETENTION_SECONDS + RUNNING_TTL_EXTRA_MS by
+its first flush and again every TTL_REFRESH_SECONDS, so a killed owner's log is still there
+for joiners to replay and get `run_lost`, then goes by itself; a closed log expires
+RUN_RETENTION_SECONDS after `done`.
 """
 
 from __future__ import annotations
@@ -65,40 +70,36 @@ TTL_REFRESH_SECONDS = 60.0
 CLOSED_WRITER_KEEP_SECONDS = 60.0  # a closed run's frames still queued for a Redis that is out
 _DONE = b"\nevent: done\n"
 
-# One flush: for each run with frames waiting (KEYS[i], and 9 ARGV from (i-1)*9+1): entry id
-# ('' for none), first seq, frame lengths, frames, owner token, done (0/1), expiry ms (0: leave
-# it), MAXLEN (0: no trim), restart (1: delete the log first). One command however many runs
-# have frames waiting; each run's XADD is checked on its own ({1 or the error, ...}).
+# One flush. ARGV[1]: the owner's token; then for each run with frames waiting (KEYS[i]) three
+# ARGV from 2 + (i-1)*3: "<entry id> <first seq> <done 0|1> <expiry ms, 0: leave it> <MAXLEN, 0:
+# no trim> <restart 0|1: delete the log first>" (no entry id: no frames, only the expiry), the
+# frames' lengths, the frames. One command however many runs have frames waiting; each run's
+# XADD is checked on its own: {1 or its error, ...}.
 FLUSH_SCRIPT = """
 local out = {}
+local token = ARGV[1]
 for i = 1, #KEYS do
-  local b = (i - 1) * 9
+  local b = 2 + (i - 1) * 3
   local key = KEYS[i]
+  local id, first, done, ttl, maxlen, restart = string.match(ARGV[b], '^(%S*) (%d+) (%d) (%d+) (%d+) (%d)$')
   local result = 1
-  if ARGV[b + 9] == '1' then redis.call('DEL', key) end
-  if ARGV[b + 1] ~= '' then
-    local args = {key}
-    if ARGV[b + 8] ~= '0' then
-      args[#args + 1] = 'MAXLEN'
-      args[#args + 1] = ARGV[b + 8]
+  if restart == '1' then redis.call('DEL', key) end
+  if id ~= '' then
+    local reply
+    if maxlen ~= '0' then
+      if done == '1' then
+        reply = redis.pcall('XADD', key, 'MAXLEN', maxlen, id, 'f', first, 'n', ARGV[b + 1], 'd', ARGV[b + 2], 'o', token, 'e', '1')
+      else
+        reply = redis.pcall('XADD', key, 'MAXLEN', maxlen, id, 'f', first, 'n', ARGV[b + 1], 'd', ARGV[b + 2], 'o', token)
+      end
+    elseif done == '1' then
+      reply = redis.pcall('XADD', key, id, 'f', first, 'n', ARGV[b + 1], 'd', ARGV[b + 2], 'o', token, 'e', '1')
+    else
+      reply = redis.pcall('XADD', key, id, 'f', first, 'n', ARGV[b + 1], 'd', ARGV[b + 2], 'o', token)
     end
-    args[#args + 1] = ARGV[b + 1]
-    args[#args + 1] = 'f'
-    args[#args + 1] = ARGV[b + 2]
-    args[#args + 1] = 'n'
-    args[#args + 1] = ARGV[b + 3]
-    args[#args + 1] = 'd'
-    args[#args + 1] = ARGV[b + 4]
-    args[#args + 1] = 'o'
-    args[#args + 1] = ARGV[b + 5]
-    if ARGV[b + 6] == '1' then
-      args[#args + 1] = 'e'
-      args[#args + 1] = '1'
-    end
-    local reply = redis.pcall('XADD', unpack(args))
     if type(reply) == 'table' and reply.err then result = reply.err end
   end
-  if ARGV[b + 7] ~= '0' and result == 1 then redis.call('PEXPIRE', key, ARGV[b + 7]) end
+  if ttl ~= '0' and result == 1 then redis.call('PEXPIRE', key, ttl) end
   out[i] = result
 end
 return out
@@ -177,14 +178,17 @@ class RedisLogWriter:
     def append(self, seq: int, frame: bytes) -> None:
         if self.broken or self.closed:
             return
-        self.pending.append((seq, frame))
+        pending = self.pending
+        pending.append((seq, frame))
         self.pending_bytes += len(frame)
-        done = _is_done(frame)
+        done = frame.find(_DONE, 0, 160) != -1
         if self.pending_bytes > self.owner.max_bytes:
             self._shed()
-        # The first frame goes at once: the run is joinable from other processes as soon as
-        # its own client has seen it start.
-        self.owner._queued(self, urgent=done or seq == 1 or len(self.pending) >= FLUSH_FRAMES)
+        # Once per batch (its first frame arms the flush timer), or when it must go at once:
+        # the run's first frame (it is joinable from other processes as soon as its own client
+        # has seen it start), its `done`, or a full batch.
+        if len(pending) == 1 or done or seq == 1 or len(pending) >= FLUSH_FRAMES:
+            self.owner._queued(self, urgent=done or seq == 1 or len(pending) >= FLUSH_FRAMES)
 
     def _shed(self) -> None:
         """Redis has been out long enough for the queue to pass the log's bound: keep the
@@ -210,7 +214,7 @@ class RedisLogWriter:
 
     # -- the flusher's side --------------------------------------------------------------------
 
-    def _take(self, token: str, now: float) -> tuple[list[Any], list[tuple[int, bytes]]] | None:
+    def _take(self, now: float) -> tuple[list[Any], list[tuple[int, bytes]]] | None:
         """This run's part of the next flush: (FLUSH_SCRIPT's ARGV for it, the frames taken),
         or None when it has nothing to send."""
         if self.broken or (not self.pending and not (self.closed and not self.flushed.is_set())):
@@ -218,9 +222,8 @@ class RedisLogWriter:
         taken = self.pending
         self.pending = []
         self.pending_bytes = 0
-        entry_id = first = lengths = b""
-        data = b""
-        done = maxlen = 0
+        entry_id = lengths = data = b""
+        first = done = maxlen = 0
         if taken:
             data = b"".join(frame for _, frame in taken)
             self.entries.append((taken[-1][0], len(data)))
@@ -231,8 +234,8 @@ class RedisLogWriter:
                 trimmed = True
             maxlen = len(self.entries) if trimmed else 0
             entry_id = b"%d-0" % taken[-1][0]
-            first = b"%d" % taken[0][0]
-            lengths = b",".join(b"%d" % len(frame) for _, frame in taken)
+            first = taken[0][0]
+            lengths = b",".join([b"%d" % len(frame) for _, frame in taken])
             done = 1 if _is_done(taken[-1][1]) else 0
         ttl = 0
         if self.closed:
@@ -240,7 +243,8 @@ class RedisLogWriter:
         elif now >= self.ttl_due:
             ttl = self.owner.retention_ms + RUNNING_TTL_EXTRA_MS
             self.ttl_due = now + TTL_REFRESH_SECONDS
-        return [entry_id, first, lengths, data, token, done, ttl, maxlen, 1 if self.restart else 0], taken
+        meta = b"%s %d %d %d %d %d" % (entry_id, first, done, ttl, maxlen, 1 if self.restart else 0)
+        return [meta, lengths, data], taken
 
     def _sent(self, result: Any, taken: list[tuple[int, bytes]]) -> bool:
         """The flush's answer for this run; False when its frames must be sent again."""
@@ -362,9 +366,9 @@ class RedisRunLog:
         now = time.monotonic()
         plan: list[tuple[RedisLogWriter, list[tuple[int, bytes]]]] = []
         keys: list[str] = []
-        args: list[Any] = []
+        args: list[Any] = [self.token]
         for writer in writers:
-            part = writer._take(self.token, now)
+            part = writer._take(now)
             if part is not None:
                 plan.append((writer, part[1]))
                 keys.append(writer.key)
