@@ -59,7 +59,7 @@ def read_answer(sock: socket.socket, timeout: float) -> bytes:
 def security_headers_ok(headers: Any) -> None:
     assert "default-src 'self'" in headers["content-security-policy"]
     assert headers["x-content-type-options"] == "nosniff"
-    assert len(headers["x-request-id"]) == 16
+    assert len(headers["x-request-id"]) == 32  # 128 random bits: a stream's request id is its run id
 
 
 # -- 1. slot exhaustion: half-sent bodies ---------------------------------------------------------

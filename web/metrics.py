@@ -44,7 +44,7 @@ ERROR_CODES = frozenset(
         "upstream_interrupted", "upstream_invalid_response", "upstream_rejected", "context_too_long",
         "output_truncated", "content_filtered", "invalid_scenario", "server_shutdown", "internal", "empty_answer",
         # refused before the run
-        "rate_limited", "too_many_streams", "budget_exhausted", "unauthorized", "body_too_large",
+        "rate_limited", "too_many_streams", "budget_exhausted", "request_over_budget", "budget_unavailable", "unauthorized", "body_too_large",
         "body_timeout", "unsupported_media_type", "invalid_encoding", "invalid_json", "invalid_body",
         "unknown_field", "invalid_field", "too_large", "too_deep", "invalid_lab_mode", "client_disconnected", "unknown_query_parameter",
         "forbidden_host", "forbidden_origin",
