@@ -48,8 +48,22 @@ export function createScenarioPanel({ els, state, save, announce, copyText = nul
    * Show a preview of the edit as it lands: `preview` is the reducer's {doc, ops, last}. Every
    * operation so far is highlighted; the one that just landed also flashes and is scrolled to.
    */
+  // A patch block can hold over a thousand small operations, each a preview: they are drawn at
+  // most once per animation frame, the latest one (the scenario view is re-rendered whole).
+  let pendingPreview = null;
   function showPreview(preview) {
     previewing = true;
+    if (pendingPreview === null) {
+      requestAnimationFrame(() => {
+        const latest = pendingPreview;
+        pendingPreview = null;
+        if (previewing && latest) drawPreview(latest);
+      });
+    }
+    pendingPreview = preview;
+  }
+
+  function drawPreview(preview) {
     selectTab("view", false);
     renderScenario(els.view, preview.doc);
     const changes = preview.ops.map((o) => ({ ...o.op, path: o.path }));
