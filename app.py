@@ -104,6 +104,7 @@ class Service:
         self.budget: Any = TokenBudget(settings.token_budget_per_day) if settings.token_budget_per_day else None
         self.shared: Any = None  # scaleout.SharedState when REDIS_URL is set
         self.runs = Runs(settings)
+        self._settling: set[asyncio.Task[None]] = set()  # each ended run's slot and budget, being settled
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -154,6 +155,7 @@ class Service:
                 self.shutdown.set()
                 self.runs.stop_all(errors.server_shutdown())
                 await self.runs.wait_all()
+                await asyncio.gather(*self._settling, return_exceptions=True)
 
     async def _stop_runs_on_shutdown(self) -> None:
         """On SIGTERM, every run ends with `error` (server_shutdown) and `done`, which its readers
@@ -394,7 +396,9 @@ class Service:
 
     def _run_ended(self, live: LiveRun, endpoint: str, reserved: int) -> None:
         """Once per run, when its producer has ended: the slot, the budget, the metrics."""
-        asyncio.get_running_loop().create_task(self._settle(live, reserved))
+        task = asyncio.get_running_loop().create_task(self._settle(live, reserved))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
         run = live.run
         summary = run.summary()
         error_code = summary.get("error_code")
