@@ -94,6 +94,17 @@ def offline_live() -> Iterator[Any]:
         yield live
 
 
+@pytest.fixture(scope="module")
+def fake_live() -> Iterator[tuple[Any, Any]]:
+    """A fake OpenAI-compatible upstream and the app pointed at it (SDK retries off)."""
+    from tests.support.servers import FakeUpstream, LiveApp
+
+    with FakeUpstream() as fake:
+        env = {"OPENAI_BASE_URL": fake.base_url, "OPENAI_API_KEY": "test-key", "OPENAI_MODEL": "fake-model", "UPSTREAM_MAX_RETRIES": "0"}
+        with LiveApp(env) as live:
+            yield fake, live
+
+
 @pytest.fixture(scope="session")
 def fast_live() -> Iterator[Any]:
     """The app on the offline model with short token delays, for tests about the

@@ -9,7 +9,7 @@ and every page is checked for CSP violations and uncaught errors when the test e
 from __future__ import annotations
 
 import re
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -22,22 +22,6 @@ XSS = "<img src=x onerror=alert(1)>"
 def letters(text: str) -> str:
     """Only the letters of a text: rendered markdown and its source compare equal."""
     return re.sub(r"[^A-Za-z]", "", text)
-
-
-@pytest.fixture(scope="module")
-def fake_live() -> Iterator[tuple[Any, Any]]:
-    """A fake OpenAI-compatible upstream and the app pointed at it (SDK retries off)."""
-    from tests.support.servers import FakeUpstream, LiveApp
-
-    with FakeUpstream() as fake:
-        env = {
-            "OPENAI_BASE_URL": fake.base_url,
-            "OPENAI_API_KEY": "test-key",
-            "OPENAI_MODEL": "fake-model",
-            "UPSTREAM_MAX_RETRIES": "0",
-        }
-        with LiveApp(env) as live:
-            yield fake, live
 
 
 START_SAMPLER = """() => {

@@ -8,9 +8,8 @@ Phone-sized pages are 390x844 with touch (`is_mobile`, `has_touch`: `(hover: non
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator
+from typing import Any
 
-import pytest
 
 from tests.browser.pagehelpers import LAST_ANSWER, answer_text, load_sample, send, wait_answer_status, wait_ready
 from tests.browser.scripted import ScriptedStream
@@ -18,17 +17,6 @@ from tests.browser.scripted import ScriptedStream
 PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True, "device_scale_factor": 2}
 SAVED = "() => JSON.parse(localStorage.getItem('scenario-agent:v1'))"
 ANY_END = ("complete", "error", "stopped", "interrupted")
-
-
-@pytest.fixture(scope="module")
-def fake_live() -> Iterator[tuple[Any, Any]]:
-    """A fake OpenAI-compatible upstream and the app pointed at it (SDK retries off)."""
-    from tests.support.servers import FakeUpstream, LiveApp
-
-    with FakeUpstream() as fake:
-        env = {"OPENAI_BASE_URL": fake.base_url, "OPENAI_API_KEY": "test-key", "OPENAI_MODEL": "fake-model", "UPSTREAM_MAX_RETRIES": "0"}
-        with LiveApp(env) as live:
-            yield fake, live
 
 
 def streaming_longer_than(page: Any, n: int) -> None:

@@ -28,17 +28,6 @@ def done(reason: str = "stop", delay: float = 0) -> tuple[float, str, dict[str, 
 
 
 @pytest.fixture(scope="module")
-def fake_live() -> Iterator[tuple[Any, Any]]:
-    """A fake OpenAI-compatible upstream and the app pointed at it (SDK retries off)."""
-    from tests.support.servers import FakeUpstream, LiveApp
-
-    with FakeUpstream() as fake:
-        env = {"OPENAI_BASE_URL": fake.base_url, "OPENAI_API_KEY": "test-key", "OPENAI_MODEL": "fake-model", "UPSTREAM_MAX_RETRIES": "0"}
-        with LiveApp(env) as live:
-            yield fake, live
-
-
-@pytest.fixture(scope="module")
 def long_live() -> Iterator[Any]:
     """The offline model with 3 ms tokens: a long explain streams for a few seconds."""
     from tests.support.servers import LiveApp
@@ -389,10 +378,12 @@ LANDINGS = """() => {
 }"""
 
 
-def test_modify_with_the_offline_model_previews_patches(fast_live: Any, open_page: Any) -> None:
+def test_modify_with_the_offline_model_previews_patches(offline_live: Any, open_page: Any) -> None:
     """The real path: the offline model answers with a ```patch block, the server sends
-    scenario_patch frames, and the page previews and highlights them."""
-    page = open_page(fast_live.url + "/")
+    scenario_patch frames, and the page previews and highlights them. At a model's pace: the
+    page draws previews at most once per animation frame, so a whole block arriving within
+    one frame (2 ms a token) is drawn as its final scenario only."""
+    page = open_page(offline_live.url + "/")
     load_sample(page, 1)
     page.evaluate(LANDINGS)
     send(page, "add a role for a journalist", mode="modify")
