@@ -12,7 +12,6 @@ import re
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.browser.pagehelpers import LAST_ANSWER, answer_text, load_sample, send, wait_answer_status, wait_ready
 
