@@ -276,14 +276,20 @@ def test_budget_fails_closed_by_default_and_open_when_asked() -> None:
 # -- the run log -------------------------------------------------------------------------------
 
 
+def two_run_logs(redis: RedisServer, metrics_b: Metrics | None = None) -> tuple[Shared, Shared, RedisRunLog, RedisRunLog]:
+    """Two processes' clients of one Redis, each with its run log, as two app processes have them."""
+    a, b = Shared(redis.url), Shared(redis.url)
+    logs = (RedisRunLog(a, Metrics(), max_bytes=1 << 20, retention_seconds=60),
+            RedisRunLog(b, metrics_b or Metrics(), max_bytes=1 << 20, retention_seconds=60))
+    return a, b, *logs
+
+
 def test_join_from_another_process_is_byte_identical_at_every_cut(redis: RedisServer) -> None:
     run_id = "a" * 32
     frames = frames_of(run_id, 40)
 
     async def scenario() -> None:
-        a, b = Shared(redis.url), Shared(redis.url)
-        log_a = RedisRunLog(a, Metrics(), max_bytes=1 << 20, retention_seconds=60)
-        log_b = RedisRunLog(b, Metrics(), max_bytes=1 << 20, retention_seconds=60)
+        a, b, log_a, log_b = two_run_logs(redis)
         await log_a.beat()
         assert await log_b.join(run_id, 0) is None  # unknown
         writer = log_a.writer(run_id)
@@ -314,9 +320,7 @@ def test_a_second_writer_for_the_same_run_is_refused_never_interleaved(redis: Re
     frames = frames_of(run_id, 8)
 
     async def scenario() -> None:
-        a, b = Shared(redis.url), Shared(redis.url)
-        log_a = RedisRunLog(a, Metrics(), max_bytes=1 << 20, retention_seconds=60)
-        log_b = RedisRunLog(b, Metrics(), max_bytes=1 << 20, retention_seconds=60)
+        a, b, log_a, log_b = two_run_logs(redis)
         await log_a.beat()
         first = log_a.writer(run_id)
         for seq, data in enumerate(frames[:5], 1):
@@ -368,10 +372,8 @@ def test_a_dead_owner_gives_run_lost_then_done_never_a_hang(redis: RedisServer) 
     frames = frames_of(run_id, 20)
 
     async def scenario() -> None:
-        a, b = Shared(redis.url), Shared(redis.url)
         metrics_b = Metrics()
-        log_a = RedisRunLog(a, Metrics(), max_bytes=1 << 20, retention_seconds=60)
-        log_b = RedisRunLog(b, metrics_b, max_bytes=1 << 20, retention_seconds=60)
+        a, b, log_a, log_b = two_run_logs(redis, metrics_b)
         await log_a.beat()
         writer = log_a.writer(run_id)
         for seq, data in enumerate(frames[:6], 1):
@@ -428,9 +430,7 @@ def test_stop_from_another_process_reaches_the_owner_within_a_second(redis: Redi
 
 def test_idempotency_key_first_claim_wins_atomically(redis: RedisServer) -> None:
     async def scenario() -> None:
-        a, b = Shared(redis.url), Shared(redis.url)
-        log_a = RedisRunLog(a, Metrics(), max_bytes=1 << 20, retention_seconds=60)
-        log_b = RedisRunLog(b, Metrics(), max_bytes=1 << 20, retention_seconds=60)
+        a, b, log_a, log_b = two_run_logs(redis)
         claims = await asyncio.gather(*((log_a if i % 2 else log_b).claim_key("key-1", "body-1", f"run{i}") for i in range(20)))
         winners = {owner for owner, _ in claims}
         assert len(winners) == 1 and not any(conflict for _, conflict in claims)
@@ -448,9 +448,7 @@ def test_a_joined_reader_lags_the_producer_by_well_under_100_ms_and_writes_are_b
     per_run = 100
 
     async def scenario() -> None:
-        a, b = Shared(redis.url), Shared(redis.url)
-        log_a = RedisRunLog(a, Metrics(), max_bytes=1 << 20, retention_seconds=60)
-        log_b = RedisRunLog(b, Metrics(), max_bytes=1 << 20, retention_seconds=60)
+        a, b, log_a, log_b = two_run_logs(redis)
         await log_a.beat()
         redis.command("CONFIG", "RESETSTAT")
         sent: dict[bytes, float] = {}
@@ -536,9 +534,7 @@ def test_a_gap_under_a_reader_ends_it_with_run_lost(redis: RedisServer) -> None:
     frames = frames_of(run_id, 12)
 
     async def scenario() -> None:
-        a, b = Shared(redis.url), Shared(redis.url)
-        log_a = RedisRunLog(a, Metrics(), max_bytes=1 << 20, retention_seconds=60)
-        log_b = RedisRunLog(b, Metrics(), max_bytes=1 << 20, retention_seconds=60)
+        a, b, log_a, log_b = two_run_logs(redis)
         await log_a.beat()
         writer = log_a.writer(run_id)
         for seq, data in enumerate(frames[:3], 1):
@@ -690,9 +686,7 @@ def test_flushes_keep_their_pace_without_urgent_frames_on_uvloop(redis: RedisSer
     frames = frames_of(run_id, 302)
 
     async def scenario() -> None:
-        a, b = Shared(redis.url), Shared(redis.url)
-        log_a = RedisRunLog(a, Metrics(), max_bytes=1 << 20, retention_seconds=60)
-        log_b = RedisRunLog(b, Metrics(), max_bytes=1 << 20, retention_seconds=60)
+        a, b, log_a, log_b = two_run_logs(redis)
         await log_a.beat()
         writer = log_a.writer(run_id)
         writer.append(1, frames[0])
