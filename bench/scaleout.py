@@ -173,29 +173,25 @@ async def joined_pairs(a: App, b: App, args) -> list[float]:
             at_b: dict[int, float] = {}
             first = asyncio.get_running_loop().create_future()
 
+            async def stamp_arrivals(response: httpx.Response, at: dict[int, float]) -> None:
+                buffer = b""
+                async for piece in response.aiter_raw():
+                    now = time.monotonic()
+                    buffer += piece
+                    *frames, buffer = buffer.split(b"\n\n")
+                    for data in frames:
+                        for seq in STAMP.findall(data.decode()):
+                            at.setdefault(int(seq), now)
+
             async def producer() -> None:
                 async with client.stream("POST", a.url + APP_PATH, json={"message": f"bench {i}"}) as response:
                     first.set_result(response.headers["content-location"])
-                    buffer = b""
-                    async for piece in response.aiter_raw():
-                        now = time.monotonic()
-                        buffer += piece
-                        *frames, buffer = buffer.split(b"\n\n")
-                        for data in frames:
-                            for seq in STAMP.findall(data.decode()):
-                                at_a.setdefault(int(seq), now)
+                    await stamp_arrivals(response, at_a)
 
             async def joiner(location: str) -> None:
                 async with client.stream("GET", b.url + location, headers={"last-event-id": location.split("/")[-2] + "-1"}) as response:
                     assert response.status_code == 200, response.status_code
-                    buffer = b""
-                    async for piece in response.aiter_raw():
-                        now = time.monotonic()
-                        buffer += piece
-                        *frames, buffer = buffer.split(b"\n\n")
-                        for data in frames:
-                            for seq in STAMP.findall(data.decode()):
-                                at_b.setdefault(int(seq), now)
+                    await stamp_arrivals(response, at_b)
 
             task = asyncio.create_task(producer())
             location = await first
