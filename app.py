@@ -185,10 +185,10 @@ class Service:
 
     # -- endpoints -------------------------------------------------------------------------
 
-    def _policy(self, heartbeat: bool) -> Policy:
+    def _policy(self) -> Policy:
+        """Disconnect, heartbeat, send timeout and shutdown, for every reader (web/stream.py)."""
         s = self.settings
-        return Policy(send_timeout=s.send_timeout_seconds, grace=s.shutdown_grace_seconds, shutdown=self.shutdown,
-                      heartbeat=s.heartbeat_seconds if heartbeat else None)
+        return Policy(send_timeout=s.send_timeout_seconds, grace=s.shutdown_grace_seconds, shutdown=self.shutdown, heartbeat=s.heartbeat_seconds)
 
     async def stream(self, request: Request) -> Response:
         """POST .../stream: a new run, read by this response (or, with a repeated
@@ -235,7 +235,7 @@ class Service:
         if frames is None:
             return Response(status_code=204)
         self.metrics.record_resume()
-        return ReaderResponse(frames_only(frames), writer, self._policy(heartbeat=True), on_close=_nothing)
+        return ReaderResponse(frames_only(frames), writer, self._policy(), on_close=_nothing)
 
     async def stop(self, request: Request) -> Response:
         """DELETE .../runs/{id}: Stop. The run ends at once (its upstream closed); its readers get
@@ -272,7 +272,7 @@ class Service:
 
         if not live.started:
             live.start()
-        return ReaderResponse(entries, writer, self._policy(heartbeat=writer.heartbeat), closed)
+        return ReaderResponse(entries, writer, self._policy(), closed)
 
     def _lab_mode(self, request: Request) -> str | None:
         query = request.scope["query_string"]

@@ -54,7 +54,7 @@ class Policy:
     send_timeout: float
     grace: float
     shutdown: asyncio.Event
-    heartbeat: float | None = None  # None: never ping
+    heartbeat: float | None = None  # None: never ping (a writer without `heartbeat` never pings either)
 
 
 class Writer(Protocol):
