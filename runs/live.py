@@ -123,7 +123,7 @@ class LiveRun:
         try:
             async for event in events:
                 self._append(event)
-                if self.log.lagging():
+                if self.log.over_high_water():
                     await self.log.caught_up()
         except asyncio.CancelledError:
             if self.stopped_by is None:

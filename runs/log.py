@@ -30,6 +30,8 @@ _OVERHEAD = 64
 # Flow control: past this many bytes that an attached reader has still to take, the producer
 # waits (web/stream.py: a reader that stops reading is let go after SEND_TIMEOUT_SECONDS).
 HIGH_WATER = 64 * 1024
+# The producer looks at its readers once per this many bytes appended, not once per frame.
+FLOW_STEP = 16 * 1024
 
 
 class LogTruncated(Exception):
@@ -63,6 +65,7 @@ class MemoryLog:
         self.appended = 0  # every frame's cost ever appended (not lowered by trimming)
         self.closed = False
         self._producer: asyncio.Future[None] | None = None  # set while the producer waits for readers
+        self._next_flow_check = FLOW_STEP
         # One future per reader waiting for the next frame (not one shared: a reader cancelled
         # while waiting must not cancel the others' wait).
         self._waiting: list[asyncio.Future[None]] = []
@@ -107,6 +110,14 @@ class MemoryLog:
         for future in waiting:
             if not future.done():
                 future.set_result(None)
+
+    def over_high_water(self) -> bool:
+        """The producer's check: whether a reader lags, looked at once per FLOW_STEP bytes (so a
+        reader may fall behind by up to HIGH_WATER plus FLOW_STEP before the producer waits)."""
+        if self.appended < self._next_flow_check:
+            return False
+        self._next_flow_check = self.appended + FLOW_STEP
+        return self.lagging()
 
     def lagging(self) -> bool:
         """Whether an attached reader has more than HIGH_WATER bytes still to take."""
