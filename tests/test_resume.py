@@ -38,12 +38,11 @@ def _frame_iter(response: httpx.Response) -> Iterator[bytes]:
                 yield block + b"\n\n"
 
 
-_READERS: dict[int, Iterator[bytes]] = {}
-
-
 def read_frames(response: httpx.Response, limit: int | None = None) -> list[bytes]:
     """Frames as they arrive; stop after `limit` of them (a later call reads on)."""
-    frames = _READERS.setdefault(id(response), _frame_iter(response))
+    if not hasattr(response, "frames_read"):  # the response's one reader, kept with it
+        response.frames_read = _frame_iter(response)  # type: ignore[attr-defined]
+    frames: Iterator[bytes] = response.frames_read  # type: ignore[attr-defined]
     out: list[bytes] = []
     for frame in frames:
         out.append(frame)
