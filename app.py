@@ -211,7 +211,7 @@ class Service:
             if name != "after":
                 raise ApiError(422, "unknown_query_parameter", f"Unknown query parameter {name!r}: the only one is 'after'.", field=name)
         start = sequence_after(request.headers.get("last-event-id"), request.query_params.get("after"))
-        if start is None:
+        if start is None or (start[0] is not None and not _RUN_ID.fullmatch(start[0])):
             raise ApiError(422, "invalid_last_event_id", "Last-Event-ID must be '<run id>-<n>', and ?after a whole number.", field="last-event-id")
         named, after = start
         live = self.runs.get(run_id)
@@ -349,7 +349,7 @@ class Service:
             raise ApiError(422, exc.code, exc.message, field=exc.field) from None
         self._refuse_when_shutting_down()
         fingerprint = _fingerprint(body) if key is not None else ""
-        if key is not None and (existing := await self._run_of_key(key, fingerprint)) is not None:
+        if key is not None and (existing := self._run_of_key(key, fingerprint)) is not None:
             return existing, True
         assert self.model is not None
         run_id = request.scope["state"].get("request_id") or new_run_id()  # the Gate's id: 128 random bits
@@ -360,35 +360,35 @@ class Service:
         reserved = 0
         if self.budget is not None and self.model.provider != "offline":
             reserved = estimate_tokens(run.prompt) + s.max_output_tokens
+            if reserved > self.budget.limit:  # can never fit: no wait would help
+                raise ApiError(422, "request_over_budget", f"This request may cost up to {reserved} tokens, more than the whole daily budget ({self.budget.limit}). Shorten the scenario or the conversation.")
             if wait := await self.budget.reserve(run_id, reserved):
-                if reserved > self.budget.limit:
-                    raise ApiError(422, "request_over_budget", f"This request may cost up to {reserved} tokens, more than the whole daily budget ({self.budget.limit}). Shorten the scenario or the conversation.")
                 raise ApiError(429, "budget_exhausted", f"Today's token budget ({self.budget.limit} tokens) cannot cover this request now. Try again in {wait} s (it resets at 00:00 UTC).", {"retry-after": str(wait)})
         if not await self.slots.acquire(run_id):
-            if reserved:
-                await self.budget.settle(run_id, reserved, 0)
+            await self._unreserve(run_id, reserved)
             raise _too_many_streams()
         if key is not None and self.shared is not None:
             owner, conflict = await self.shared.log.claim_key(key, fingerprint, run_id)
             if owner != run_id:  # another process started this key's run between our look and now
                 await self.slots.release(run_id)
-                if reserved:
-                    await self.budget.settle(run_id, reserved, 0)
-                return await self._shared_key_run(owner, conflict)
+                await self._unreserve(run_id, reserved)
+                if conflict:
+                    raise _key_conflict()
+                raise ApiError(409, "idempotency_key_in_use", "A request with this Idempotency-Key is running on another server: join it.",
+                               {"content-location": _join_path(owner)}, run_id=owner)
         return self.runs.open(run, run_id, joinable=joinable, on_end=lambda live: self._run_ended(live, endpoint, reserved),
                               key=(key, fingerprint) if key is not None else None), False
 
-    async def _run_of_key(self, key: str, fingerprint: str) -> LiveRun | None:
+    async def _unreserve(self, run_id: str, reserved: int) -> None:
+        """A run admitted by the budget but not started: nothing of its reservation is spent."""
+        if reserved:
+            await self.budget.settle(run_id, reserved, 0)
+
+    def _run_of_key(self, key: str, fingerprint: str) -> LiveRun | None:
         run_id, conflict = self.runs.key(key, fingerprint)
         if conflict:
             raise _key_conflict()
         return self.runs.get(run_id) if run_id is not None else None
-
-    async def _shared_key_run(self, owner: str, conflict: bool) -> tuple[LiveRun, bool]:
-        if conflict:
-            raise _key_conflict()
-        raise ApiError(409, "idempotency_key_in_use", "A request with this Idempotency-Key is running on another server: join it.",
-                       {"content-location": _join_path(owner)}, run_id=owner)
 
     def _refuse_when_shutting_down(self) -> None:
         if self.shutdown.is_set():

@@ -57,9 +57,9 @@ class MemoryLog:
     def __init__(self, max_bytes: int, totals: Totals) -> None:
         self.max_bytes = max_bytes
         self.totals = totals
-        # (event or None, frame, bytes appended before it) from `first_seq` on. The event object is kept only for runs
-        # whose one reader needs more than bytes (the buffered answer, the lab).
-        self.entries: list[tuple[Any, bytes]] = []
+        # (event or None, frame, bytes appended before it) from `first_seq` on. The event object
+        # is kept only for runs whose one reader needs more than bytes (the buffered answer, the lab).
+        self.entries: list[tuple[Any, bytes, int]] = []
         self.first_seq = 1
         self.bytes = 0
         self.appended = 0  # every frame's cost ever appended (not lowered by trimming)

@@ -219,7 +219,7 @@ def test_fuzz(live: LiveApp, schema: Any, path: str, method: str, mode: Generati
     run()
     assert statuses, "nothing was sent"
     if mode == GenerationMode.NEGATIVE:
-        assert all(400 <= s < 500 for s in statuses), statuses
+        assert all(400 <= s < 500 for s in statuses), sorted(set(statuses))
     else:
         assert SUCCESS.get(path, 200) in statuses, statuses  # valid requests do get answered
     assert live.wait_no_streams(5) == 0
