@@ -235,7 +235,7 @@ class Service:
         if frames is None:
             return Response(status_code=204)
         self.metrics.record_resume()
-        return ReaderResponse(frames_only(frames), writer, self._policy(), on_close=_nothing)
+        return ReaderResponse(lambda deliver: frames_only(frames), writer, self._policy(), on_close=_nothing)
 
     async def stop(self, request: Request) -> Response:
         """DELETE .../runs/{id}: Stop. The run ends at once (its upstream closed); its readers get
@@ -258,7 +258,6 @@ class Service:
     def _reader(self, request: Request, live: LiveRun, after: int, writer: Any) -> ReaderResponse:
         """A response reading `live` from after event `after`; the run starts with its first reader."""
         live.attach()
-        entries = live.log.read(after)
 
         async def closed(outcome: str) -> None:
             live.detach()
@@ -272,7 +271,7 @@ class Service:
 
         if not live.started:
             live.start()
-        return ReaderResponse(entries, writer, self._policy(), closed)
+        return ReaderResponse(lambda deliver: live.log.read(after, deliver), writer, self._policy(), closed)
 
     def _lab_mode(self, request: Request) -> str | None:
         query = request.scope["query_string"]

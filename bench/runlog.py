@@ -5,9 +5,10 @@
 
 1. Per event, in one event loop with no sockets: a run's events written to a do-nothing
    `send` the way a response did before runs had logs (iterate `Run.events()`, encode, send),
-   against the way they go now (the producer task appends each frame to the MemoryLog,
-   the reader task wakes and sends it). `--readers` runs that many at once, as at C=50.
-   The difference is the run log's hop; bench/run.py's C=50 figure is the whole token
+   against the way they go now (the producer task appends each frame to the MemoryLog and,
+   the reader being alone and caught up, writes it with the reader's write), and against the
+   slow path (the reader task wakes and sends it: two readers, or one behind). `--readers`
+   runs that many at once, as at C=50. The difference is the run log's hop; bench/run.py's C=50 figure is the whole token
    path it is compared with (docs/performance.md).
 2. A join's time to its first replayed frame for a finished run of 2,000 events, over a
    real socket: the app under uvicorn on 127.0.0.1, a fake upstream, GET with Last-Event-ID.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import sys
 import time
@@ -63,7 +65,7 @@ async def direct(n: int, readers: int) -> None:
     await asyncio.gather(*(one() for _ in range(readers)))
 
 
-async def through_log(n: int, readers: int) -> None:
+async def through_log(n: int, readers: int, in_hand: bool = True) -> None:
     runs = Runs(Settings(run_detached_grace_seconds=0))
 
     async def one() -> None:
@@ -71,8 +73,13 @@ async def through_log(n: int, readers: int) -> None:
         live = runs.open(_run(n), run_id, joinable=True, on_end=lambda live: None)
         live.attach()
         live.start()
-        async for _seq, _event, frame in live.log.read(0):
-            await _noop_send({"type": "http.response.body", "body": frame, "more_body": True})
+        async def write(entry: tuple) -> None:
+            await _noop_send({"type": "http.response.body", "body": entry[2], "more_body": True})
+
+        # As web/stream.py reads: frames the reader is behind on, then the producer writes with
+        # `write` while this reader is alone and caught up (runs/log.py, the reader in hand).
+        async for entry in live.log.read(0, write if in_hand else None):
+            await write(entry)
         live.detach()
 
     await asyncio.gather(*(one() for _ in range(readers)))
@@ -117,9 +124,11 @@ def main() -> None:
     a = parser.parse_args()
     before = cpu_per_event(direct, a.events, a.readers)
     after = cpu_per_event(through_log, a.events, a.readers)
+    woken = cpu_per_event(functools.partial(through_log, in_hand=False), a.events, a.readers)
     print(f"per event, {a.readers} runs at once, best of 5 (CPU):")
-    print(f"  events -> send directly        {before * 1e6:6.2f} us")
-    print(f"  producer -> log -> reader      {after * 1e6:6.2f} us  (+{(after - before) * 1e6:.2f} us)")
+    print(f"  events -> send directly                    {before * 1e6:6.2f} us")
+    print(f"  producer -> log, the producer writes       {after * 1e6:6.2f} us  (+{(after - before) * 1e6:.2f} us)")
+    print(f"  producer -> log -> reader task wakes       {woken * 1e6:6.2f} us  (+{(woken - before) * 1e6:.2f} us)")
     first = join_first_frame(a.join_events)
     print(f"join of a finished {a.join_events}-event run, Last-Event-ID: 0, first frame: {first * 1000:.2f} ms (best of 20)")
 

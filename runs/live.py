@@ -2,13 +2,15 @@
 
     live = LiveRun(run, run_id, log, grace=15.0, on_end=...)
     live.attach(); live.start()      # the first reader, then the producer task
-    async for seq, event, frame in live.log.read(after): ...
+    async for seq, event, frame in live.log.read(after, deliver): ...
     live.detach()                    # a reader left; the last one starts the grace
     live.stop(errors.cancelled())    # Stop (DELETE), or shutdown: at once
 
 The producer drains `Run.events()` into the log, each event as its frame (runs/frames.py),
-and mirrors each frame to a shared backend when there is one. It does not wait for readers:
-the model is read at the model's pace, and each reader sends at its own.
+and mirrors each frame to a shared backend when there is one. With one reader that keeps up,
+it writes each frame with that reader's write (runs/log.py, the reader in hand); otherwise
+each reader sends at its own pace, and the producer waits only for one that lags far behind.
+With none, the model is read at the model's pace.
 
 Disconnect is not cancel. When the last reader leaves, the run keeps reading the model for
 `grace` seconds; a reader that joins in that time continues it. When nobody does, the run
@@ -123,7 +125,9 @@ class LiveRun:
         try:
             async for event in events:
                 self._append(event)
-                if self.log.over_high_water():
+                if self.log.in_hand is not None:
+                    await self.log.hand_off()  # the reader's write, in this task (runs/log.py)
+                elif self.log.over_high_water():
                     await self.log.caught_up()
         except asyncio.CancelledError:
             if self.stopped_by is None:

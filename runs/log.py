@@ -2,12 +2,20 @@
 
 `MemoryLog` is the log in this process. The producer appends; each reader iterates
 `read(after)`: the frames already there, then each new one as it comes, until the log is
-closed (after `done`). Appending never awaits, so a slow reader never slows the producer or
-the other readers; a reader that falls behind the retained frames gets `LogTruncated`.
+closed (after `done`). Appending never awaits, so one reader never slows another; a reader
+that falls behind the retained frames gets `LogTruncated`.
 
-Flow control: the producer waits while an attached reader has more than HIGH_WATER bytes
-still to take, as a response without a log would hold back its upstream; a run with no reader
-(detached) is read at the model's pace.
+The reader in hand: a reader that is alone and has read every frame may hand its write to
+the producer (`read(after, deliver)`). The producer then writes each new frame itself
+(`hand_off`), in its own task, instead of waking the reader's task for it: one task wake per
+token instead of two. It is the same write (the reader's own `deliver`), so the bytes are the
+same; the first other reader to attach, the log's close, or a failed write gives the hand
+back, and the reader reads on from its place. A reader that leaves while the producer is
+writing for it (its client stopped reading) cancels that write only.
+
+Flow control, as a response without a log would hold back its upstream: the producer waits
+for the reader in hand's write, and otherwise while an attached reader has more than
+HIGH_WATER bytes still to take. A run with no reader (detached) is read at the model's pace.
 
 Bounds: a log keeps at most `max_bytes` of frames, and all logs of the process together at
 most `Totals.limit`. Past either, the oldest frames of the log being appended to are dropped,
@@ -23,7 +31,7 @@ bound (it stopped reading) loses its place: it gets `LogTruncated` and its respo
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncGenerator, AsyncIterator, Callable, Protocol
+from typing import Any, AsyncGenerator, AsyncIterator, Awaitable, Callable, Protocol
 
 # What a frame costs besides its bytes (the list slot, the event object): counted in the bounds.
 _OVERHEAD = 64
@@ -32,6 +40,10 @@ _OVERHEAD = 64
 HIGH_WATER = 64 * 1024
 # The producer looks at its readers once per this many bytes appended, not once per frame.
 FLOW_STEP = 16 * 1024
+
+
+# A reader's write of one (seq, event or None, frame): the producer awaits it for the reader in hand.
+Deliver = Callable[[tuple[int, Any, bytes]], Awaitable[None]]
 
 
 class LogTruncated(Exception):
@@ -71,6 +83,12 @@ class MemoryLog:
         self._waiting: list[asyncio.Future[None]] = []
         # Each attached reader's next sequence number: frames from the lowest on are kept.
         self._cursors: dict[object, int] = {}
+        # The reader in hand (its key and its write), the future it waits on until the hand is
+        # given back, what ended it (a failed write, raised in the reader's task), and the
+        # producer's task while it writes for that reader.
+        self.in_hand: tuple[object, Deliver] | None = None
+        self._hand_back: asyncio.Future[BaseException | None] | None = None
+        self._writing: tuple[object, asyncio.Task[Any]] | None = None
 
     @property
     def last_seq(self) -> int:
@@ -141,6 +159,17 @@ class MemoryLog:
         """No frame follows (the run ended): readers end once they have read the last one."""
         self.closed = True
         self._wake()
+        self._give_back(None)
+
+    def _give_back(self, error: BaseException | None) -> None:
+        """The reader in hand reads for itself again (raising `error`: its write failed); when the
+        producer is writing for it now, once that write has ended (its frame is then written or
+        not, and the reader's place says which)."""
+        self.in_hand = None
+        if self._writing is None and self._hand_back is not None:
+            if not self._hand_back.done():
+                self._hand_back.set_result(error)
+            self._hand_back = None
 
     def release(self) -> None:
         """The log is dropped (retention over): give its bytes back to the process total."""
@@ -148,10 +177,41 @@ class MemoryLog:
         self.bytes = 0
         self.entries = []
 
-    async def read(self, after: int) -> AsyncGenerator[tuple[int, Any, bytes], None]:
+    async def hand_off(self) -> None:
+        """The producer writes the newest frame with the reader in hand's `deliver`. A write that
+        fails gives the hand back with its error; a write cancelled because the reader left (its
+        send timed out: `read`'s finally) ends quietly, and the run goes on. Any other cancel
+        (a Stop, the loop closing) goes on up; `uncancel` tells them apart, as in asyncio.timeout."""
+        assert self.in_hand is not None
+        me, deliver = self.in_hand
+        seq = self.first_seq + len(self.entries) - 1
+        event, data, _ = self.entries[-1]
+        task = asyncio.current_task()
+        assert task is not None
+        self._writing = me, task
+        cancelling = task.cancelling()
+        error: BaseException | None = None
+        try:
+            await deliver((seq, event, data))
+            self._cursors[me] = seq + 1
+        except asyncio.CancelledError:
+            if self._writing is not None or task.uncancel() > cancelling:
+                raise  # not the reader's leaving
+        except Exception as exc:  # noqa: BLE001 - the reader's own write failed: it raises it
+            error, self.in_hand = exc, None
+        finally:
+            self._writing = None
+            if self.in_hand is None:  # given back during the write, or by its failure
+                self._give_back(error)
+
+    async def read(self, after: int, deliver: Deliver | None = None) -> AsyncGenerator[tuple[int, Any, bytes], None]:
         """(seq, event, frame) for every frame after `after`, live, until the log is closed.
-        Raises LogTruncated when a frame it needs was dropped, before or while reading."""
+        Raises LogTruncated when a frame it needs was dropped, before or while reading. With
+        `deliver`, the reader's write, the producer writes the frames that come while this
+        reader is alone and caught up (they are not yielded)."""
         seq, me = after + 1, object()
+        if self.in_hand is not None:
+            self._give_back(None)  # a second reader: each reads at its own pace again
         try:
             while True:
                 if seq < self.first_seq:
@@ -165,12 +225,26 @@ class MemoryLog:
                         self._release_producer()
                 elif self.closed:
                     return
+                elif deliver is not None and len(self._cursors) == 1:
+                    self.in_hand = me, deliver
+                    self._hand_back = asyncio.get_running_loop().create_future()
+                    error = await self._hand_back
+                    if error is not None:
+                        raise error
+                    seq = self._cursors[me]  # after the frames the producer wrote
                 else:
                     future = asyncio.get_running_loop().create_future()
                     self._waiting.append(future)
                     await future
         finally:
             self._cursors.pop(me, None)
+            if self.in_hand is not None and self.in_hand[0] is me:
+                self._give_back(None)
+            if self._writing is not None and self._writing[0] is me:
+                # The producer is writing for this reader, which left: a send that timed out, or
+                # one to a client gone. That write only is cancelled (hand_off); the run goes on.
+                writing, self._writing = self._writing[1], None
+                writing.cancel()
             self._release_producer()  # a reader gone may have been the one the producer waited for
 
 

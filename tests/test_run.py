@@ -103,7 +103,7 @@ def test_a_reader_sends_each_frame_as_its_own_body_message_in_order_then_ends_th
         live.attach()
         live.start()
         policy = Policy(send_timeout=5, grace=1, shutdown=asyncio.Event(), heartbeat=15)
-        await ReaderResponse(live.log.read(0), EventStreamWriter(), policy, detach)({"type": "http"}, receive, send)
+        await ReaderResponse(lambda deliver: live.log.read(0, deliver), EventStreamWriter(), policy, detach)({"type": "http"}, receive, send)
 
     asyncio.run(serve())
     assert sent[0]["type"] == "http.response.start"

@@ -157,6 +157,7 @@ class LabWriter:
     No heartbeat: a broken path would not send one."""
 
     heartbeat = False
+    from_producer = False  # its deliveries wait on purpose: the run must not wait with them
 
     def __init__(self, mode: str) -> None:
         self.sink = SINKS[mode]()

@@ -14,6 +14,11 @@ the run's frames as they come and writes them, beside a watcher task that waits 
 A reader ending never ends the run by itself: `await on_close(outcome)` tells its owner,
 which detaches it from the run (runs/live.py decides what the run does without readers).
 
+A writer that never waits but for the client (`from_producer`) offers its write to the run:
+while the reader is alone and caught up, the run's producer writes each new frame with it,
+in its own task (runs/log.py, the reader in hand). The timed send below is the same either
+way, so the send timeout holds for those writes too.
+
 The writers differ only in how they write:
 
     EventStreamWriter    each frame as its own body message, at once (the event stream)
@@ -31,7 +36,7 @@ from typing import Any, AsyncGenerator, Awaitable, Callable, Protocol
 
 from agent.events import PING, Chat, Done, Error, Event, Reasoning, Repair, Scenario
 from starlette.types import Message, Receive, Scope, Send
-from runs.log import LogTruncated
+from runs.log import Deliver, LogTruncated
 from web.errors import AGENT_ERROR_STATUS
 
 STREAM_HEADERS = [
@@ -42,6 +47,8 @@ STREAM_HEADERS = [
 
 # What a reader reads: (sequence number, the event when this process has it, the frame bytes).
 Entry = tuple[int, Event | None, bytes]
+# The entries to write, given the writer's write for the run's producer to use (or None).
+Read = Callable[[Deliver | None], AsyncGenerator[Entry, None]]
 
 
 class Outcome:
@@ -59,6 +66,7 @@ class Policy:
 
 class Writer(Protocol):
     heartbeat: bool  # whether the policy's pings may be written between frames
+    from_producer: bool  # whether the run's producer may write frames with it (it never waits but for the client)
 
     async def begin(self, send: Send) -> None: ...
 
@@ -81,8 +89,8 @@ async def settle(tasks: set[asyncio.Task]) -> None:
 
 
 class ReaderResponse:
-    def __init__(self, entries: AsyncGenerator[Entry, None], writer: Writer, policy: Policy, on_close: Callable[[str], Awaitable[None]]) -> None:
-        self.entries = entries
+    def __init__(self, read: Read, writer: Writer, policy: Policy, on_close: Callable[[str], Awaitable[None]]) -> None:
+        self.read = read
         self.writer = writer
         self.policy = policy
         self.on_close = on_close
@@ -111,16 +119,18 @@ class ReaderResponse:
             self._last_write, self._send_started = self._send_started, 0.0
 
         self._last_write = loop_time()
+        write = self.writer.write
+        entries = self.read((lambda entry: write(timed, entry)) if self.writer.from_producer else None)
         try:
             await self.writer.begin(timed)
-            async for entry in self.entries:
-                await self.writer.write(timed, entry)
+            async for entry in entries:
+                await write(timed, entry)
             await self.writer.end(timed)
             return Outcome.COMPLETE
         except LogTruncated:
             return Outcome.FELL_BEHIND  # the body is left unfinished: uvicorn closes the connection
         finally:
-            await self.entries.aclose()
+            await entries.aclose()
 
     async def _watch(self, receive: Receive, send: Send) -> str:
         """Wait for the client to leave; between waits (about once a second), check the rest."""
@@ -157,6 +167,7 @@ class EventStreamWriter:
     """The event stream: the response head at once, then each frame as its own body message."""
 
     heartbeat = True
+    from_producer = True
 
     def __init__(self, headers: list[tuple[bytes, bytes]] | None = None) -> None:
         self.headers = [*STREAM_HEADERS, *(headers or [])]
@@ -228,6 +239,7 @@ class JsonWriter:
     """The buffered route: nothing is written until `done`, then one JSON object."""
 
     heartbeat = False
+    from_producer = True
 
     def __init__(self, intent: str) -> None:
         self.collector = Collector(intent)
