@@ -191,6 +191,41 @@ def test_client_that_stops_reading_is_dropped_after_send_timeout() -> None:
             assert wait_until(lambda: len(live.server.server_state.connections) == 0, 5)
 
 
+def test_with_a_grace_a_client_that_stops_reading_is_let_go_and_its_run_reads_on_to_the_end() -> None:
+    """The producer writes for a reader that is alone and caught up (runs/log.py, the reader in
+    hand), so it is the one stuck in the write when the client stops reading. After
+    SEND_TIMEOUT_SECONDS the reader leaves and that write is cancelled, not waited for: the run
+    goes on detached, reads its model to the end, and a join gets every frame once."""
+    tokens = 3_000
+    with FakeUpstream(Plan(tokens=["y" * 1_000] * tokens)) as fake:
+        env = upstream_env(fake, SEND_TIMEOUT_SECONDS="1", HEARTBEAT_SECONDS="15", MAX_OUTPUT_TOKENS="1000000000",
+                           RUN_DETACHED_GRACE_SECONDS="30")
+        with LiveApp(env) as live:
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", live.port))
+            try:
+                sock.sendall(request_bytes(json.dumps({"message": "hi", "mode": "chat"}).encode()))
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    head += sock.recv(1024)
+                location = next(line.split(b":", 1)[1].strip().decode() for line in head.split(b"\r\n")
+                                if line.lower().startswith(b"content-location:"))
+                # The client reads nothing more. The whole answer still reaches the server: the
+                # write that stalled was cancelled when the send timeout let the reader go.
+                assert wait_until(lambda: len(fake.emitted) == tokens, 20), len(fake.emitted)
+                assert fake.wait_idle(5)
+                with httpx.Client(timeout=20) as client:
+                    joined = client.get(live.url + location)
+                assert joined.status_code == 200
+                events = [line for line in joined.text.split("\n") if line.startswith("event: ")]
+                assert events == ["event: start"] + ["event: chat"] * tokens + ["event: done"]
+                ids = [int(line.rsplit("-", 1)[1]) for line in joined.text.split("\n") if line.startswith("id: ")]
+                assert ids == list(range(1, tokens + 3))
+            finally:
+                sock.close()
+
+
 def test_disconnect_during_heartbeat_wait() -> None:
     """A stream waiting on a silent upstream (heartbeats only) notices the client leaving at once."""
     with FakeUpstream(Plan(tokens=["a", "b"], first_delay_ms=10_000)) as fake:
