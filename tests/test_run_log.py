@@ -93,6 +93,32 @@ class Reader:
         return b"".join(frame for _, frame, _ in self.written)
 
 
+class Stall:
+    """A client that stops reading at frame `seq`: that write waits until `release()` (or ever)."""
+
+    def __init__(self, seq: int) -> None:
+        self.seq = seq
+        self.reached = asyncio.Event()
+        self._released = asyncio.Event()
+
+    async def __call__(self, entry: tuple[int, Any, bytes]) -> None:
+        if entry[0] == self.seq and not self._released.is_set():
+            self.reached.set()
+            await self._released.wait()
+
+    def release(self) -> None:
+        self._released.set()
+
+
+async def stalled_reader(live: LiveRun, stall: Stall, **options: Any) -> tuple[Reader, asyncio.Task[None]]:
+    """The run's first reader, started with the run, once the producer is stuck writing for it."""
+    reader = Reader(live, before_write=stall, **options)
+    live.start()
+    task = asyncio.create_task(reader.run())
+    await asyncio.wait_for(stall.reached.wait(), 5)
+    return reader, task
+
+
 def untimed(body: bytes) -> bytes:
     """The frames without `done`'s timings, the one part two runs of one answer do not share."""
     return re.sub(rb'"timings":\{[^}]*\}', b"", body)
@@ -149,21 +175,12 @@ def test_a_second_reader_takes_the_hand_back_and_both_get_every_frame_once_in_or
 def test_a_hand_given_back_mid_write_waits_for_that_write_and_repeats_nothing():
     async def main() -> None:
         live = open_run(PacedModel(TOKENS, pause=0.002))
-        release = asyncio.Event()
-
-        async def slow_fifth(entry: tuple[int, Any, bytes]) -> None:
-            if entry[0] == 5:
-                await release.wait()  # the client reads slowly: this write takes a while
-
-        first = Reader(live, before_write=slow_fifth)
-        live.start()
-        first_task = asyncio.create_task(first.run())
-        while not (live.log._writing is not None and live.log.last_seq == 5):
-            await asyncio.sleep(0.001)
+        stall = Stall(5)  # the client reads slowly: the fifth frame's write takes a while
+        first, first_task = await stalled_reader(live, stall)
         second_task = asyncio.create_task(Reader(live).run())  # gives the hand back mid-write
         await asyncio.sleep(0.02)
         assert first.seqs == [1, 2, 3, 4]  # nothing read past the write still under way
-        release.set()
+        stall.release()
         await asyncio.gather(first_task, second_task)
         assert first.seqs == list(range(1, FRAMES + 1))
 
@@ -174,17 +191,7 @@ def test_a_reader_that_leaves_mid_write_cancels_that_write_only_and_the_run_read
     async def main() -> None:
         model = PacedModel(TOKENS)
         live = open_run(model, grace=30.0)
-        stuck = asyncio.Event()
-
-        async def never_returns(entry: tuple[int, Any, bytes]) -> None:
-            if entry[0] == 4:
-                stuck.set()
-                await asyncio.Event().wait()  # a client that stopped reading
-
-        reader = Reader(live, before_write=never_returns)
-        live.start()
-        task = asyncio.create_task(reader.run())
-        await asyncio.wait_for(stuck.wait(), 5)
+        _, task = await stalled_reader(live, Stall(4))  # a client that stopped reading
         task.cancel()  # what web/stream.py does when the send times out
         await asyncio.gather(task, return_exceptions=True)
         await asyncio.wait_for(live.wait(), 5)  # the producer was not left stuck in the write
@@ -202,20 +209,10 @@ def test_a_stop_while_the_producer_writes_for_the_reader_still_stops_the_run():
     async def main() -> None:
         model = PacedModel(TOKENS)
         live = open_run(model, grace=30.0)
-        stuck = asyncio.Event()
-        unblock = asyncio.Event()
-
-        async def blocks_on_four(entry: tuple[int, Any, bytes]) -> None:
-            if entry[0] == 4 and not unblock.is_set():
-                stuck.set()
-                await unblock.wait()
-
-        reader = Reader(live, before_write=blocks_on_four)
-        live.start()
-        task = asyncio.create_task(reader.run())
-        await asyncio.wait_for(stuck.wait(), 5)
+        stall = Stall(4)
+        reader, task = await stalled_reader(live, stall)
         live.stop(errors.cancelled())  # DELETE: the cancel lands in the write, and is not swallowed
-        unblock.set()
+        stall.release()
         await asyncio.wait_for(live.wait(), 5)
         await asyncio.wait_for(task, 5)
         assert model.closed and model.read < len(TOKENS)
@@ -251,19 +248,9 @@ def test_a_stop_in_the_same_turn_as_the_readers_leaving_mid_write_still_stops_th
     async def main() -> None:
         model = PacedModel(TOKENS)
         live = open_run(model, grace=30.0)
-        stuck = asyncio.Event()
-
-        async def never_returns(entry: tuple[int, Any, bytes]) -> None:
-            if entry[0] == 4:
-                stuck.set()
-                await asyncio.Event().wait()
-
         # The reader leaves (its write is cancelled), and a Stop comes in the same loop turn,
         # before the producer has run again: two cancels, one CancelledError.
-        reader = Reader(live, before_write=never_returns, on_leave=lambda: live.stop(errors.cancelled()))
-        live.start()
-        task = asyncio.create_task(reader.run())
-        await asyncio.wait_for(stuck.wait(), 5)
+        _, task = await stalled_reader(live, Stall(4), on_leave=lambda: live.stop(errors.cancelled()))
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await asyncio.wait_for(live.wait(), 5)
