@@ -83,9 +83,9 @@ class MemoryLog:
         self._waiting: list[asyncio.Future[None]] = []
         # Each attached reader's next sequence number: frames from the lowest on are kept.
         self._cursors: dict[object, int] = {}
-        # The reader in hand (its key and its write), the future it waits on until the hand is
-        # given back, what ended it (a failed write, raised in the reader's task), and the
-        # producer's task while it writes for that reader.
+        # The reader in hand (its key and its write); the future it waits on until the hand is
+        # given back (its result: a failed write's error, which the reader raises in its own
+        # task); and, while the producer writes for a reader, that reader's key and the task.
         self.in_hand: tuple[object, Deliver] | None = None
         self._hand_back: asyncio.Future[BaseException | None] | None = None
         self._writing: tuple[object, asyncio.Task[Any]] | None = None
