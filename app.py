@@ -210,6 +210,8 @@ class Service:
         for name in request.query_params:
             if name != "after":
                 raise ApiError(422, "unknown_query_parameter", f"Unknown query parameter {name!r}: the only one is 'after'.", field=name)
+        if len(request.query_params.getlist("after")) > 1:
+            raise ApiError(422, "invalid_last_event_id", "Last-Event-ID must be '<run id>-<n>', and ?after a whole number, given once.", field="after")
         start = sequence_after(request.headers.get("last-event-id"), request.query_params.get("after"))
         if start is None or (start[0] is not None and not _RUN_ID.fullmatch(start[0])):
             raise ApiError(422, "invalid_last_event_id", "Last-Event-ID must be '<run id>-<n>', and ?after a whole number.", field="last-event-id")

@@ -36,7 +36,9 @@ def sequence_after(last_event_id: str | None, after: str | None) -> tuple[str | 
     if after is not None and _count(after) is None:
         return None
     if last_event_id is not None:  # present but empty is malformed: EventSource never sends it so
-        name, sep, seq = last_event_id.strip().rpartition("-")
+        # Taken as sent: the HTTP layer has already dropped the spaces and tabs around a header's
+        # value, and str.strip() would also drop what HTTP keeps (U+00A0, U+0085).
+        name, sep, seq = last_event_id.rpartition("-")
         count = _count(seq)
         if not sep or not name or count is None:
             return None

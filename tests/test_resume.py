@@ -193,6 +193,11 @@ def test_unknown_runs_are_204_and_malformed_ids_are_422(offline_app):
     assert httpx.get(f"{offline_app.url}/api/agent/scenario/runs/{'0' * 32}/stream", headers={"last-event-id": "x-y"}).status_code == 422
     # A Last-Event-ID that cannot name a run is malformed even when the run is unknown.
     assert httpx.get(f"{offline_app.url}/api/agent/scenario/runs/{'0' * 32}/stream", headers={"last-event-id": "x-5"}).status_code == 422
+    # Neither is a valid cursor, whatever a lenient parser would make of it: ?after given twice,
+    # and an id followed by a character that HTTP keeps but str.strip() would drop.
+    assert httpx.get(f"{offline_app.url}/api/agent/scenario/runs/{'0' * 32}/stream?after=1&after=2").status_code == 422
+    assert httpx.get(f"{offline_app.url}/api/agent/scenario/runs/{'0' * 32}/stream",
+                     headers={"last-event-id": f"{'0' * 32}-1\xa0".encode("latin-1")}).status_code == 422
     assert httpx.delete(f"{offline_app.url}/api/agent/scenario/runs/not-a-run").json()["error"]["code"] == "invalid_run_id"
     with httpx.Client() as client, start(offline_app, client) as response:
         run_id = response.headers["content-location"].split("/")[-2]
