@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.prompts import build_prompt, build_repair_prompt
-from agent.scenario import requested_removals
+from agent.scenario import _CLAUSE_END, _PREPOSITION, _SYNONYMS, _WHOLE_DOCUMENT, requested_removals
 
 MESSAGE_LIMIT = 8000
 SCENARIO_LIMIT = 64 * 1024
@@ -114,25 +114,15 @@ def test_removal_names_are_matched_word_by_word(message, keys, removed):
 
 # The former implementation (one regular expression per key, searched in every verb's clause:
 # quadratic in the verbs and linear in the keys per verb), kept as the oracle for the new one.
+# It shares agent/scenario.py's vocabulary (clause ends, prepositions, synonyms), so the two
+# differ only in how they search.
 _VERB = re.compile(
     r"\b(?:remove|removing|drop|dropping|delete|deleting|erase|strip|clear|"
     r"get\s+rid\s+of|take\s+out|do\s+away\s+with|without|no\s+more|no\s+longer\s+need)\b", re.I)
-_END = re.compile(r"[.;!?\n]|\b(?:but|keep|except|then|instead|rename|add|change|make|set|replace)\b", re.I)
-_PREP = re.compile(r"\b(?:from|of|in|inside|within|under|on|for)\b", re.I)
-_WHOLE = re.compile(r"^\s*(?:the\s+|this\s+|my\s+|our\s+)?(?:scenario|it|document|exercise|drill|json|whole\s+thing)\b", re.I)
-_SYN = {
-    "objectives": ("objectives", "goals", "objective list", "list of objectives"),
-    "roles": ("roles", "role list", "list of roles", "characters"),
-    "steps": ("steps", "step list", "list of steps"),
-    "summary": ("summary", "overview"),
-    "difficulty": ("difficulty", "difficulty level"),
-    "setting": ("setting",),
-    "title": ("title", "name of the scenario"),
-}
 
 
 def _old_pattern(key: str) -> re.Pattern[str]:
-    words = set(_SYN.get(key, ()))
+    words = set(_SYNONYMS.get(key, ()))
     words.add(key)
     spelled = re.sub(r"[_\-]+", " ", key).strip()
     if spelled:
@@ -150,10 +140,10 @@ def old_removals(message: str, scenario: dict[str, Any]) -> set[str]:
     found: set[str] = set()
     for verb in _VERB.finditer(message):
         rest = message[verb.end():]
-        end = _END.search(rest)
+        end = _CLAUSE_END.search(rest)
         clause = rest[: end.start()] if end else rest
-        prep = _PREP.search(clause)
-        if prep and not _WHOLE.match(clause[prep.end():]):
+        prep = _PREPOSITION.search(clause)
+        if prep and not _WHOLE_DOCUMENT.match(clause, prep.end()):
             clause = clause[: prep.start()]
             if re.search(r"\b(?:step|role|objective|item|entry)s?\b", rest[prep.end(): prep.end() + 40], re.I):
                 continue

@@ -33,6 +33,14 @@ SIZES = {
 }
 ENDS = ("complete", "error", "stopped", "interrupted")
 
+ANSWER_MS = 60_000  # how long an answer may take on a slow, shared machine
+
+
+def ask(page: Any, text: str, mode: str) -> None:
+    """Send `text` and wait until its answer has ended (done, stopped or failed)."""
+    send(page, text, mode=mode)
+    wait_answer_status(page, *ENDS, timeout=ANSWER_MS)
+
 
 def settle(page: Any) -> None:
     """Two animation frames: what the page schedules per frame (scrolls, the canvas) is drawn."""
@@ -73,10 +81,9 @@ def streaming(page: Any, path: Path) -> None:
 
 def answer_actions(page: Any, path: Path) -> None:
     load_sample(page, 2)
-    send(page, "What is the hardest part?", mode="chat")
-    wait_answer_status(page, *ENDS, timeout=60_000)
+    ask(page, "What is the hardest part?", "chat")
     page.click("#transcript .msg-assistant:last-of-type button.regenerate")
-    wait_answer_status(page, *ENDS, timeout=60_000)
+    wait_answer_status(page, *ENDS, timeout=ANSWER_MS)
     page.evaluate(f"() => {LAST_ANSWER}.querySelector('.msg-actions').scrollIntoView({{block: 'end'}})")
     page.focus("#transcript .msg-assistant:last-of-type button.regenerate")
     settle(page)
@@ -85,10 +92,8 @@ def answer_actions(page: Any, path: Path) -> None:
 
 def undo_create(page: Any, path: Path) -> None:
     load_sample(page, 1)
-    send(page, "rename it to Code Dark Drill", mode="modify")
-    wait_answer_status(page, *ENDS, timeout=60_000)
-    send(page, "a fire drill in a school", mode="create")
-    wait_answer_status(page, *ENDS, timeout=60_000)
+    ask(page, "rename it to Code Dark Drill", "modify")
+    ask(page, "a fire drill in a school", "create")
     page.click("#undo")
     page.wait_for_function("() => document.getElementById('scenario-notice').textContent.startsWith('Back to')")
     page.evaluate("() => document.querySelector('.scenario-panel').scrollIntoView({block: 'start'})")
@@ -98,8 +103,7 @@ def undo_create(page: Any, path: Path) -> None:
 
 def readme(page: Any, path: Path) -> None:
     load_sample(page, 1)
-    send(page, "add a role for a journalist", mode="modify")
-    wait_answer_status(page, *ENDS, timeout=60_000)
+    ask(page, "add a role for a journalist", "modify")
     page.wait_for_function("() => document.querySelector('#scenario-view .changed') !== null")
     settle(page)
     page.screenshot(path=str(path))
