@@ -41,7 +41,7 @@ test: $(ENV_READY)
 bench: $(ENV_READY)
 	$(PYTHON) -m pip install -q -r requirements-dev.txt
 	$(PYTHON) bench/run.py
-	$(PYTHON) bench/offline_http.py --modes http
+	$(PYTHON) bench/offline_http.py --modes http --rounds 3 --calibrate
 	$(PYTHON) bench/runlog.py
 
 soak: $(ENV_READY)

@@ -26,13 +26,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import asynccontextmanager
+from statistics import median
+
+import calibrate  # bench/calibrate.py, beside this file
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -192,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=8.0, help="streams are started for this long; a round ends with its last stream (an answer is about 7 s at 10 ms)")
     ap.add_argument("--rounds", type=int, default=2, help="measured rounds per mode, alternating")
     ap.add_argument("--modes", help="comma-separated (default inproc,http; http alone once OfflineModel is gone)")
+    ap.add_argument("--calibrate", action="store_true",
+                    help="after each round, a round of the yardstick (bench/calibrate.py): the http figure is then "
+                         "also translated to the machine the C=50 CPU bar was set on, and judged there")
     ap.add_argument("--serve", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--client", type=int, help=argparse.SUPPRESS)
@@ -206,15 +214,27 @@ def main(argv: list[str] | None = None) -> int:
     modes = a.modes.split(",") if a.modes else ["inproc", "http"] if has_inproc() else ["http"]
     apps = {mode: App(mode, a.delay_ms) for mode in modes}
     results: dict[str, list[dict]] = {mode: [] for mode in modes}
+    yardstick: list[float] = []
     try:
         for app in apps.values():
             measure(app, a.concurrency, 2.0)  # warm-up: first requests, imports, pools
-        for r in range(a.rounds):
-            for mode in modes:
-                result = measure(apps[mode], a.concurrency, a.seconds)
-                results[mode].append(result)
-                print(f"[offline_http] round {r + 1} {mode:6s} C={a.concurrency}: {result['tokens']} tokens in {result['streams']} streams, "
-                      f"app CPU {result['cpu_s']:.2f} s, {result['cpu_per_1000']:.3f} s per 1000 tokens", file=sys.stderr, flush=True)
+        with contextlib.ExitStack() as stack:
+            run_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="offline-http-"))
+            yardstick_dir = None
+            if a.calibrate:
+                try:
+                    yardstick_dir = stack.enter_context(calibrate.yardstick_tree())
+                except RuntimeError as exc:
+                    print(f"[offline_http] the yardstick cannot be checked out ({exc}): the bar is judged as it stands",
+                          file=sys.stderr, flush=True)
+            for r in range(a.rounds):
+                for mode in modes:
+                    result = measure(apps[mode], a.concurrency, a.seconds)
+                    results[mode].append(result)
+                    print(f"[offline_http] round {r + 1} {mode:6s} C={a.concurrency}: {result['tokens']} tokens in {result['streams']} streams, "
+                          f"app CPU {result['cpu_s']:.2f} s, {result['cpu_per_1000']:.3f} s per 1000 tokens", file=sys.stderr, flush=True)
+                if yardstick_dir:
+                    yardstick.append(calibrate.c50_cpu(yardstick_dir, ["raw"], run_dir)["raw"])
     finally:
         for app in apps.values():
             app.stop()
@@ -223,6 +243,15 @@ def main(argv: list[str] | None = None) -> int:
     for mode in modes:
         figures = ", ".join(f"{r['cpu_per_1000']:.3f}" for r in results[mode])
         print(f"| {mode} | {a.concurrency} | {a.delay_ms:g} ms | {figures} |")
+    if a.calibrate and results.get("http"):
+        here = median(r["cpu_per_1000"] for r in results["http"])
+        if yardstick:
+            there = calibrate.translate(here, median(yardstick))
+            print(f"\non the bar's machine (bench/calibrate.py): http {here:.3f} here, the yardstick {median(yardstick):.3f} here "
+                  f"({', '.join(f'{y:.3f}' for y in yardstick)}) and {calibrate.YARDSTICK_CPU} there: **{there:.3f}** s per 1000 tokens, "
+                  f"bar ≤ {calibrate.BAR}: {'pass' if there <= calibrate.BAR else '**FAIL**'}")
+        else:
+            print(f"\nhttp {here:.3f} s per 1000 tokens here, bar ≤ {calibrate.BAR}: {'pass' if here <= calibrate.BAR else '**FAIL**'}")
     if "inproc" in results and "http" in results:
         inproc = sorted(r["cpu_per_1000"] for r in results["inproc"])
         http = sorted(r["cpu_per_1000"] for r in results["http"])
