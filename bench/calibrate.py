@@ -5,7 +5,7 @@
 
 The bar (0.08 s of server CPU per 1,000 tokens at C=50) was set on a machine where the tree of
 commit 0218c6f, the yardstick, ran at 0.036-0.037 s. Machines differ by more than the bar's
-margin: the 2-core VMs this repository is developed on run the same tree at 0.058-0.077 s. So
+margin: the 2-core VMs this repository is developed on run the same tree at 0.052-0.077 s. So
 `bench/run.py` and `bench/offline_http.py` also translate their figure to the bar's machine,
 with the yardstick measured here, in the same run, in rounds alternating with the app (a change
 in the machine's load then falls on both, and the medians carry little of the ±40% that CPU
