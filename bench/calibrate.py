@@ -53,12 +53,12 @@ def yardstick_tree() -> Iterator[str]:
     git = ["git", "-C", bench.ROOT, "worktree"]
     try:
         out = subprocess.run(git + ["add", "--detach", "--force", path, YARDSTICK_COMMIT], capture_output=True, text=True)
+        failure = (out.stderr.strip().splitlines() or ["git worktree add failed"])[-1] if out.returncode else None
     except OSError as exc:
+        failure = f"git: {exc}"
+    if failure is not None:
         shutil.rmtree(path, ignore_errors=True)
-        raise RuntimeError(f"git: {exc}") from None
-    if out.returncode:
-        shutil.rmtree(path, ignore_errors=True)
-        raise RuntimeError((out.stderr.strip().splitlines() or ["git worktree add failed"])[-1])
+        raise RuntimeError(failure)
     try:
         yield path
     finally:
