@@ -115,7 +115,7 @@ export function copyButton(label, getText, announce, className = "btn btn-small"
 /**
  * Follow the answer as it grows unless the reader scrolled up on purpose. Only a gesture moves
  * the reader away (a wheel or touch moving up, a key, dragging the scrollbar); a layout change,
- * such as a newline token making the answer one line taller, never does. Scrolling back to the
+ * such as a newline token making the answer one line taller, never does. Scrolling down to the
  * bottom resumes following. The scroll itself runs at most once per animation frame.
  */
 export function createFollower(box) {
@@ -149,7 +149,9 @@ export function createFollower(box) {
     dragging = false;
   });
   box.addEventListener("scroll", () => {
-    if (nearBottom()) follow = true;
+    // Only a scroll down to the end brings the reader back. The event of the follower's own
+    // scroll can arrive after a wheel that turned up, still at the end: it must not.
+    if (box.scrollTop > lastTop && nearBottom()) follow = true;
     else if (dragging && box.scrollTop < lastTop) follow = false;
     lastTop = box.scrollTop;
   }, { passive: true });

@@ -472,6 +472,65 @@ def test_the_conversation_follows_a_long_answer(long_live: Any, open_page: Any) 
     assert abs(page.evaluate("() => document.getElementById('transcript').scrollTop") - top) < 5
 
 
+# A scrollable box of 4000 px in a 200 px window, with a follower, at its end.
+FOLLOWER_BOX = """async () => {
+    const { createFollower } = await import('/conversation.js');
+    const box = document.createElement('div');
+    box.style.cssText = 'height:200px;overflow:auto;position:fixed;top:0;left:0;width:300px;z-index:9';
+    const tall = document.createElement('div');
+    tall.style.height = '4000px';
+    box.appendChild(tall);
+    document.body.appendChild(box);
+    const follower = createFollower(box);
+    follower.toEnd(true);
+    await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
+    const scrolled = () => new Promise(r => box.addEventListener('scroll', r, { once: true }));
+    window.__follower = { box, follower, tall, scrolled };
+    return box.scrollTop;
+}"""
+
+
+def test_the_follower_leaves_a_reader_who_scrolled_up_even_when_its_own_scroll_lands_late(fast_live: Any, open_page: Any) -> None:
+    """Scroll events Chromium can deliver after a wheel turns up during a stream: the follower's own
+    last scroll to the end, arriving late, or the wheel's first small step, both still near the
+    end. Neither is the reader coming back; only a scroll down to the end is."""
+    page = open_page(fast_live.url + "/")
+    wait_ready(page)
+    assert page.evaluate(FOLLOWER_BOX) > 3000
+    following = page.evaluate(
+        """async () => {
+            const { box, follower, tall, scrolled } = window.__follower;
+            const seen = [];
+            // The answer grows and the follower scrolls to its end; its scroll event is pending.
+            tall.style.height = '4400px';
+            follower.toEnd();
+            await new Promise(r => requestAnimationFrame(r));
+            // The reader's wheel turns up before that scroll event is delivered.
+            box.dispatchEvent(new WheelEvent('wheel', { deltaY: -100 }));
+            seen.push(follower.following);
+            box.dispatchEvent(new Event('scroll'));
+            seen.push(follower.following);
+            // More of the answer arrives: the reader stays where they are.
+            tall.style.height = '4800px';
+            follower.toEnd();
+            await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
+            seen.push(follower.following, box.scrollHeight - box.scrollTop - box.clientHeight > 300);
+            // The reader scrolls up, then back down to the end: following again.
+            const up = scrolled(); box.scrollTop = 1000; await up;
+            seen.push(follower.following);
+            const down = scrolled(); box.scrollTop = box.scrollHeight; await down;
+            seen.push(follower.following);
+            // A smooth wheel scroll's first step can be a few pixels, still near the end: the
+            // reader is going up all the same.
+            box.dispatchEvent(new WheelEvent('wheel', { deltaY: -100 }));
+            const step = scrolled(); box.scrollTop -= 10; await step;
+            seen.push(follower.following);
+            return seen;
+        }"""
+    )
+    assert following == [False, False, False, True, False, True, False]
+
+
 def test_health_and_a_spent_budget_in_the_header(fast_live: Any, open_page: Any) -> None:
     page = open_page()
     health = {"status": "degraded", "provider": "offline", "model": "offline-scenario-v1", "active_streams": 0, "version": "x",
